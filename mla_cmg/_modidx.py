@@ -28,4 +28,12 @@ d = { 'settings': { 'branch': 'main',
                               'mla_cmg.core.save_npz': ('core.html#save_npz', 'mla_cmg/core.py'),
                               'mla_cmg.core.seed_everything': ('core.html#seed_everything', 'mla_cmg/core.py'),
                               'mla_cmg.core.set_rng_state': ('core.html#set_rng_state', 'mla_cmg/core.py'),
-                              'mla_cmg.core.set_threads': ('core.html#set_threads', 'mla_cmg/core.py')}}}
+                              'mla_cmg.core.set_threads': ('core.html#set_threads', 'mla_cmg/core.py')},
+            'mla_cmg.metrics': { 'mla_cmg.metrics._np': ('metrics.html#_np', 'mla_cmg/metrics.py'),
+                                 'mla_cmg.metrics._pred': ('metrics.html#_pred', 'mla_cmg/metrics.py'),
+                                 'mla_cmg.metrics.accuracy': ('metrics.html#accuracy', 'mla_cmg/metrics.py'),
+                                 'mla_cmg.metrics.confusion': ('metrics.html#confusion', 'mla_cmg/metrics.py'),
+                                 'mla_cmg.metrics.linear_probe': ('metrics.html#linear_probe', 'mla_cmg/metrics.py'),
+                                 'mla_cmg.metrics.macro_f1': ('metrics.html#macro_f1', 'mla_cmg/metrics.py'),
+                                 'mla_cmg.metrics.mean_std': ('metrics.html#mean_std', 'mla_cmg/metrics.py'),
+                                 'mla_cmg.metrics.modality_gap': ('metrics.html#modality_gap', 'mla_cmg/metrics.py')}}}
