@@ -38,7 +38,8 @@ def run_plan(params: dict, experiment: str, bench: str, variant: str, root: str 
         p.update(prof.get("overrides") or {})
         p.update((prof.get("experiment_overrides") or {}).get(experiment) or {})
         p.update(seed=int(s), out_dir=str(Path(root, experiment, bench, variant, f"seed{s}")))
-        sets.append(p)
+        fields = dict(seed=int(s), bench=bench, variant=variant, experiment=experiment, root=root)
+        sets.append({k: v.format(**fields) if isinstance(v, str) and "{" in v else v for k, v in p.items()})
     return _section(exp, "notebook", f"{where} [experiments.{experiment}]"), sets
 
 # %% ../nbs/05_runner.ipynb #c006
