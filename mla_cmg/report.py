@@ -15,10 +15,10 @@ __all__ = ['collect', 'cell', 'results_table', 'write_table']
 
 # %% ../nbs/41_report.ipynb #c003
 def collect(root="runs", experiment: str | None = None) -> dict:
-    "`{(experiment, benchmark, variant): summary}` for every `runs/<experiment>/<benchmark>/<variant>/summary.json`."
+    "`{(experiment, benchmark, name): summary}` for every `runs/<experiment>/<benchmark>/<name>.json`."
     out = {}
-    for f in sorted(Path(root).glob("*/*/*/summary.json")):
-        exp, bench, var = f.parts[-4:-1]
+    for f in sorted(Path(root).glob("*/*/*.json")):
+        exp, bench, var = f.parts[-3], f.parts[-2], f.stem
         if experiment is None or exp == experiment: out[(exp, bench, var)] = load_json(f)
     return out
 

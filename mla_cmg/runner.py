@@ -9,6 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
+import yaml
 
 from .core import ConfigError, load_json, read_yaml, save_json
 
@@ -21,7 +22,8 @@ def _section(d: dict, key: str, where: str):
         raise ConfigError(f"{where}: key '{key}' not found; available: {sorted(d) if isinstance(d, dict) else d!r}")
     return d[key]
 
-def run_plan(params: dict, experiment: str, bench: str, variant: str, root: str = "runs", where: str = "params.yaml") -> tuple[str, list[dict]]:
+def run_plan(params: dict, experiment: str, bench: str, variant: str, root: str = "runs", where: str = "params.yaml",
+             sets: dict | None = None, name: str | None = None) -> tuple[str, list[dict]]:
     "The notebook and the per-seed parameter sets of one configuration, as `params.yaml` defines them."
     exps = _section(params, "experiments", where)
     exp = _section(exps, experiment, f"{where} [experiments]")
@@ -32,15 +34,15 @@ def run_plan(params: dict, experiment: str, bench: str, variant: str, root: str 
     unknown = set(prof) - {"seeds", "overrides", "experiment_overrides"}
     if unknown: raise ConfigError(f"{where} [profiles.{profile}]: unknown key(s) {sorted(unknown)}")
     seeds = prof.get("seeds", params.get("seeds", [0]))
-    sets = []
+    extra, name, out = sets or {}, name or variant, []
     for s in seeds:
-        p = {"dataset": bench, **(exp.get("common") or {}), **var}
+        p = {"dataset": bench, **(exp.get("common") or {}), **var, **extra}
         p.update(prof.get("overrides") or {})
         p.update((prof.get("experiment_overrides") or {}).get(experiment) or {})
-        p.update(seed=int(s), out_dir=str(Path(root, experiment, bench, variant, f"seed{s}")))
-        fields = dict(seed=int(s), bench=bench, variant=variant, experiment=experiment, root=root)
-        sets.append({k: v.format(**fields) if isinstance(v, str) and "{" in v else v for k, v in p.items()})
-    return _section(exp, "notebook", f"{where} [experiments.{experiment}]"), sets
+        p.update(seed=int(s), out_dir=str(Path(root, experiment, bench, name, f"seed{s}")))
+        fields = dict(seed=int(s), bench=bench, variant=variant, name=name, experiment=experiment, root=root)
+        out.append({k: v.format(**fields) if isinstance(v, str) and "{" in v else v for k, v in p.items()})
+    return _section(exp, "notebook", f"{where} [experiments.{experiment}]"), out
 
 # %% ../nbs/05_runner.ipynb #c006
 def run_notebook(notebook, parameters: dict, kernel: str = "mla_cmg", cwd=".", log=None) -> Path:
@@ -92,19 +94,26 @@ def summarize(run_dirs: list, out, metrics_file: str = "metrics.json", extra: di
 
 # %% ../nbs/05_runner.ipynb #c013
 def main(argv=None) -> int:
-    "python -m mla_cmg.runner EXPERIMENT BENCHMARK VARIANT [--params params.yaml] [--root runs]"
+    "python -m mla_cmg.runner EXPERIMENT BENCHMARK VARIANT [--set KEY=VALUE ...] [--name NAME] [--params params.yaml] [--root runs]"
     import argparse
     ap = argparse.ArgumentParser(prog="python -m mla_cmg.runner", description=main.__doc__)
     ap.add_argument("experiment"); ap.add_argument("benchmark"); ap.add_argument("variant")
     ap.add_argument("--params", default="params.yaml"); ap.add_argument("--root", default="runs")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="extra notebook parameter (YAML value)")
+    ap.add_argument("--name", default=None, help="folder name of this configuration (default: the variant)")
     a = ap.parse_args(argv)
     params = read_yaml(a.params)
-    nb, sets = run_plan(params, a.experiment, a.benchmark, a.variant, root=a.root, where=a.params)
+    extra = {}
+    for kv in a.set:
+        if "=" not in kv: raise ConfigError(f"--set expects KEY=VALUE, got {kv!r}")
+        k, v = kv.split("=", 1); extra[k] = yaml.safe_load(v)
+    name = a.name or a.variant
+    nb, sets = run_plan(params, a.experiment, a.benchmark, a.variant, root=a.root, where=a.params, sets=extra, name=name)
     t0 = time.time()
     print(f"{a.experiment}/{a.benchmark}/{a.variant}: {len(sets)} run(s) of {nb}", file=sys.stderr)
     outs = run_all(nb, sets, jobs=int(params.get("jobs", 2)))
-    summarize(outs, Path(a.root, a.experiment, a.benchmark, a.variant, "summary.json"),
-              extra={"experiment": a.experiment, "benchmark": a.benchmark, "variant": a.variant,
+    summarize(outs, Path(a.root, a.experiment, a.benchmark, f"{name}.json"),
+              extra={"experiment": a.experiment, "benchmark": a.benchmark, "variant": a.variant, "name": name,
                      "seeds": [p["seed"] for p in sets], "parameters": {k: v for k, v in sets[0].items() if k not in ("seed", "out_dir")},
                      "wall_s": round(time.time() - t0, 1)})
     return 0
