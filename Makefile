@@ -39,8 +39,9 @@ test-py: setup
 
 test: check-export test-nbs test-py
 
+# DVC stage commands call `python`; put the venv first on PATH so they use it.
 repro: setup
-	$(BIN)/dvc repro
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/dvc repro
 
 lab: setup
 	$(BIN)/jupyter lab nbs
