@@ -15,7 +15,7 @@ from torch import nn
 # %% auto #0
 __all__ = ['MM_EMA_MODES', 'RESET_RULES', 'COMMIT_SCALES', 'EMA_ORDERS', 'RESET_STATS', 'nearest_code', 'straight_through',
            'cross_attention_mediator', 'ema_targets', 'commitment_loss', 'code_counts', 'code_sums', 'perplexity',
-           'VQOutput', 'SharedCodebookEMA']
+           'VQOutput', 'SharedCodebookEMA', 'codebook_health']
 
 # %% ../../nbs/30_cmg_vq.ipynb #c005
 MM_EMA_MODES = ("paired", "cross_attention", "none")
@@ -179,3 +179,21 @@ class SharedCodebookEMA(nn.Module):
         self.idle.masked_fill_(dead, 0)
         self.n_resets.add_(dead.sum())
         return dead
+
+# %% ../../nbs/30_cmg_vq.ipynb #c033
+def codebook_health(idx: dict[str, torch.Tensor], n_codes: int) -> dict[str, float]:
+    "Perplexity per modality, fractions of codes used by all/some/no modality, per-position agreement of pairs."
+    mods = list(idx)
+    counts = {m: code_counts(i, n_codes) for m, i in idx.items()}
+    used = torch.stack([counts[m] > 0 for m in mods])                         # mods M
+    n_used = used.sum(0)
+    out = {f"perplexity_{m}": float(perplexity(counts[m])) for m in mods}
+    out.update(used_all=float((n_used == len(mods)).float().mean()),
+               used_partial=float(((n_used > 0) & (n_used < len(mods))).float().mean()),
+               used_none=float((n_used == 0).float().mean()))
+    for k, m in enumerate(mods):
+        out[f"used_only_{m}"] = float((used[k] & (n_used == 1)).float().mean())
+    agr = [float((idx[a] == idx[b]).float().mean()) for i, a in enumerate(mods) for b in mods[i + 1:]]
+    for (a, b), v in zip([(a, b) for i, a in enumerate(mods) for b in mods[i + 1:]], agr): out[f"agree_{a}_{b}"] = v
+    out["agreement"] = sum(agr) / max(len(agr), 1)
+    return out
