@@ -18,10 +18,30 @@ from ..metrics import macro_f1
 from .vq import codebook_health
 
 # %% auto #0
-__all__ = ['extract_codes', 'SeqClassifier', 'SegmentClassifier', 'seg_scores', 'HeadMethod', 'CodeDataset', 'DownstreamConfig',
-           'transfer_scores', 'code_histograms', 'retrieval_scores', 'downstream_eval']
+__all__ = ['resolve_dataset', 'paired_only', 'prepare_data', 'extract_codes', 'SeqClassifier', 'SegmentClassifier', 'seg_scores',
+           'HeadMethod', 'CodeDataset', 'DownstreamConfig', 'transfer_scores', 'code_histograms', 'retrieval_scores',
+           'downstream_eval']
 
 # %% ../../nbs/35_cmg_downstream.ipynb #c005
+def resolve_dataset(dataset: str, root: str = "data/prepared", data_seed: int = 0):
+    "An MMData from a prepared benchmark's name (`<root>/<name>.npz`) or a path to an `.npz` in the mla_cmg format."
+    from mla_cmg.data.benchmarks import load_dataset
+    return load_dataset(dataset, root=root, seed=data_seed)
+
+def paired_only(data):
+    "Only the samples where every modality is present (sequence modalities [N,T,D] required)."
+    flat = [m for m, a in data.x.items() if a.ndim != 3]
+    if flat: raise ValueError(f"CMG needs sequences [N,T,D] for every modality; {flat} are vectors. Add a time axis (a[:, None]).")
+    keep = np.all([data.mask[m] for m in data.modalities], 0)
+    return data if keep.all() else data.take(np.flatnonzero(keep))
+
+def prepare_data(dataset: str, root: str = "data/prepared", data_seed: int = 0):
+    "resolve_dataset → paired_only → standardise with the train split's statistics."
+    from mla_cmg.data.format import standardize
+    data = paired_only(resolve_dataset(dataset, root, data_seed))
+    return standardize(data)[0]
+
+# %% ../../nbs/35_cmg_downstream.ipynb #c007
 @torch.no_grad()
 def extract_codes(model, data, batch_size: int = 512) -> dict:
     "Codeword vectors `e` {m: [N,T,D]} and indices `idx` {m: [N,T]} of every sample of `data` (an MMData)."
@@ -39,7 +59,7 @@ def extract_codes(model, data, batch_size: int = 512) -> dict:
         for m in model.mods: e[m].append(out.e[m].cpu()); idx[m].append(out.idx[m].cpu())
     return {"e": {m: torch.cat(v) for m, v in e.items()}, "idx": {m: torch.cat(v) for m, v in idx.items()}}
 
-# %% ../../nbs/35_cmg_downstream.ipynb #c007
+# %% ../../nbs/35_cmg_downstream.ipynb #c009
 class SeqClassifier(nn.Module):
     "Linear(D→H) → max over T → Linear(H→C): the official `Semantic_Decoder`."
     def __init__(self, dim: int, n_classes: int, hidden: int | None = None):
@@ -98,7 +118,7 @@ class CodeDataset(torch.utils.data.Dataset):
     def __len__(self): return len(self.e)
     def __getitem__(self, i): return {"e": self.e[i], "y": self.y[i]}
 
-# %% ../../nbs/35_cmg_downstream.ipynb #c010
+# %% ../../nbs/35_cmg_downstream.ipynb #c012
 @dataclass
 class DownstreamConfig:
     "Head optimisation (official: Adam 4e-4, batch 80, clip 0.5, lr x0.5 at epochs 10 and 20, 30 epochs) and retrieval ks."
@@ -148,7 +168,7 @@ def transfer_scores(codes: dict, data, task: str = "cls", cfg: DownstreamConfig 
                     out[key.format("prec")], out[key.format("f1")] = res["acc"], res["f1"]
     return out
 
-# %% ../../nbs/35_cmg_downstream.ipynb #c014
+# %% ../../nbs/35_cmg_downstream.ipynb #c016
 def code_histograms(idx: torch.Tensor, n_codes: int) -> torch.Tensor:
     "Per-sample code histograms [N,M] of index sequences [N,T] (rows L2-normalised)."
     h = F.one_hot(idx.long(), n_codes).float().sum(1)
@@ -168,7 +188,7 @@ def retrieval_scores(q_idx: torch.Tensor, g_idx: torch.Tensor, n_codes: int, y=N
             out[f"class_prec@{k}"] = float((y[order[:, :k]] == y[:, None]).float().mean())
     return out
 
-# %% ../../nbs/35_cmg_downstream.ipynb #c017
+# %% ../../nbs/35_cmg_downstream.ipynb #c019
 def downstream_eval(model, data, cfg: DownstreamConfig | None = None, seed: int = 0) -> dict[str, float]:
     "Classification, localization (if `seg_y`), retrieval and codebook health on the test split."
     cfg = cfg or DownstreamConfig()
