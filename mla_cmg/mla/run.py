@@ -16,35 +16,54 @@ from ..engine import TrainConfig, fit, make_loader
 from .methods import MethodConfig, build_method, gap_metrics, probe_accuracies
 
 # %% auto #0
-__all__ = ['load_mla_data', 'run_experiment', 'reselect']
+__all__ = ['SYNTHETIC', 'load_mla_data', 'FastSplit', 'batch_collate', 'run_experiment', 'reselect']
 
 # %% ../../nbs/23_mla_run.ipynb #c006
+SYNTHETIC = ("synthetic", "synthetic_xor", "synthetic3")
+
 def load_mla_data(dataset: str = "synthetic", root: str = "data/prepared", data_seed: int = 0,
                   interaction: float | None = None, missing_rate: float = 0.0, mask_seed: int = 0,
-                  standardize: bool = True, synthetic: dict | None = None):
-    "An `MMData` for a benchmark name, a dataset `.npz` path, or `synthetic` (with an interaction knob)."
-    from mla_cmg.data import format as fmt
-    if str(dataset).endswith(".npz") or Path(str(dataset)).is_file():
-        data = fmt.load_npz(dataset, seed=data_seed)
-    elif dataset == "synthetic" and (interaction is not None or synthetic):
-        from mla_cmg.data.synthetic import make_synthetic
-        data = make_synthetic(**{**(synthetic or {}), "interaction": float(interaction or 0.0), "seed": data_seed})
+                  standardize: bool = True, synthetic: dict | None = None, build_missing: bool = False):
+    "An `MMData`: a prepared benchmark by name, a dataset `.npz` path, or a synthetic benchmark with changed knobs."
+    from mla_cmg.data import benchmarks as bm, format as fmt
+    if interaction is not None or synthetic:
+        if dataset not in SYNTHETIC:
+            raise ConfigError(f"interaction/synthetic knobs apply to {list(SYNTHETIC)} only, not dataset={dataset!r}")
+        knobs = {**(synthetic or {}), "seed": data_seed, **({} if interaction is None else {"interaction": float(interaction)})}
+        data = bm.build(dataset, knobs)                   # generated in memory with these knobs
     else:
-        try: from mla_cmg.data.benchmarks import load_dataset
-        except ImportError: load_dataset = None
-        if load_dataset is not None: data = load_dataset(dataset, root=root, seed=data_seed)
-        elif dataset == "synthetic":
-            from mla_cmg.data.synthetic import make_synthetic
-            data = make_synthetic(seed=data_seed)
-        else: raise ConfigError(f"dataset {dataset!r}: not a file, and mla_cmg.data.benchmarks is not available")
-    if interaction is not None and dataset != "synthetic":
-        raise ConfigError(f"interaction applies to the synthetic dataset only (dataset={dataset!r})")
-    if standardize: data, _ = fmt.standardize(data)
+        try: data = bm.load_dataset(dataset, root=root, seed=data_seed)
+        except FileNotFoundError:
+            if not (build_missing and dataset in bm.BENCHMARKS): raise
+            data = bm.build(dataset)                      # not prepared yet: build it in memory
+    if standardize: data, _ = fmt.standardize(data)       # train statistics; a no-op on prepared benchmarks
     if missing_rate:
         data = fmt.apply_mask(data, fmt.random_mask(len(data.modalities), data.n, missing_rate, mask_seed))
     return data
 
 # %% ../../nbs/23_mla_run.ipynb #c008
+class FastSplit(torch.utils.data.Dataset):
+    "One split of an `MMData`; the loader slices whole batches (the same batches as `MMDataset` + `collate`)."
+    def __init__(self, data, split: str):
+        self.index = torch.from_numpy(np.flatnonzero(data.split == split))
+        self.x = {m: torch.from_numpy(np.ascontiguousarray(a[self.index.numpy()], np.float32)) for m, a in data.x.items()}
+        self.mask = {m: torch.from_numpy(np.asarray(a, bool)[self.index.numpy()]) for m, a in data.mask.items()}
+        self.y = torch.from_numpy(np.asarray(data.y, np.int64)[self.index.numpy()])
+    def __len__(self): return len(self.y)
+    def __getitems__(self, rows):
+        rows = torch.as_tensor(rows, dtype=torch.long)
+        return dict(x={m: t[rows] for m, t in self.x.items()}, mask={m: t[rows] for m, t in self.mask.items()},
+                    y=self.y[rows], idx=self.index[rows])
+    def __getitem__(self, i):
+        b = self.__getitems__([i])
+        return dict(x={m: t[0] for m, t in b["x"].items()}, mask={m: t[0] for m, t in b["mask"].items()}, y=b["y"][0], idx=b["idx"][0])
+
+def batch_collate(items):
+    "Pass a batch from `FastSplit.__getitems__` through; collate a list of samples otherwise."
+    from mla_cmg.data.format import collate
+    return items if isinstance(items, dict) else collate(items)
+
+# %% ../../nbs/23_mla_run.ipynb #c010
 def _none_if_nan(v):
     return None if v is None or (isinstance(v, float) and not np.isfinite(v)) else v
 
@@ -52,7 +71,6 @@ def run_experiment(data, method: MethodConfig | dict, enc: EncoderConfig | dict 
                    train: TrainConfig | dict | None = None, out_dir=None, probe: bool = True, device="cpu",
                    resume: bool = True) -> dict:
     "Train one method on `data` with `fit`; return (and with `out_dir`, write) metrics, history and test features."
-    from mla_cmg.data.format import MMDataset, collate
     method = MethodConfig(**method) if isinstance(method, dict) else method
     enc = EncoderConfig(**(enc or {})) if isinstance(enc, dict) or enc is None else enc
     train = TrainConfig(**train) if isinstance(train, dict) else (train or TrainConfig())
@@ -61,12 +79,12 @@ def run_experiment(data, method: MethodConfig | dict, enc: EncoderConfig | dict 
     out_dir = make_run_dir(out_dir) if out_dir is not None else None
     seed_everything(train.seed)
     model = build_method(method, data.shapes, data.n_classes, enc)
-    ds = {s: MMDataset(data, s) for s in ("train", "val", "test")}
+    ds = {s: FastSplit(data, s) for s in ("train", "val", "test")}
     t0 = time.time()
     res = fit(model, ds["train"], ds["val"], ds["test"], train, run_dir=out_dir / "ckpt" if out_dir else None,
-              collate_fn=collate, device=device, resume=resume)
+              collate_fn=batch_collate, device=device, resume=resume)
     train_time = time.time() - t0
-    loader = lambda s: make_loader(ds[s], train.eval_batch_size, collate_fn=collate)
+    loader = lambda s: make_loader(ds[s], train.eval_batch_size, collate_fn=batch_collate)
     model.to("cpu")
     f_te = model.features(loader("test"))
     trained = model.modalities                     # the modalities the method has encoders for
@@ -91,7 +109,7 @@ def run_experiment(data, method: MethodConfig | dict, enc: EncoderConfig | dict 
         save_csv(out_dir / "history.csv", res.history)
     return {"metrics": m, "history": res.history, "features": f_te, "model": model}
 
-# %% ../../nbs/23_mla_run.ipynb #c010
+# %% ../../nbs/23_mla_run.ipynb #c012
 def reselect(history: list, key: str, mode: str = "max") -> tuple:
     "`(epoch, test value)` of the epoch with the best `val_<key>` (first on ties), read from a `fit` history."
     best = None
