@@ -88,7 +88,7 @@ def stratified_split(y, seed: int = 0, val_frac: float = 0.15, test_frac: float 
     split = np.full(len(y), "train", dtype="<U5")
     for c in np.unique(y):
         idx = rng.permutation(np.flatnonzero(y == c))
-        n_te, n_va = int(round(test_frac * len(idx))), int(round(val_frac * len(idx)))
+        n_te, n_va = int(np.floor(test_frac * len(idx) + 0.5)), int(np.floor(val_frac * len(idx) + 0.5))
         split[idx[:n_te]] = "test"; split[idx[n_te:n_te + n_va]] = "val"
     return split
 
@@ -306,28 +306,32 @@ def standardize(data: MMData, fit_split: str = "train", eps: float = 1e-6) -> tu
         x[m], stats[m] = z, dict(mean=mu.astype(np.float32), std=sd.astype(np.float32))
     return dataclasses.replace(data, x=x), stats
 
-def linear_probe(data: MMData, fit_split: str = "train", eval_split: str = "test", C: float = 1.0,
-                 max_iter: int = 300) -> dict:
-    "Test accuracy of a logistic regression per modality, on the concatenation, and of their late fusion."
+def _probe(data, fit_split, eval_split, C, max_iter):
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
     import warnings
     tr, te = data.split == fit_split, data.split == eval_split
     flat = {m: a.reshape(len(a), -1) for m, a in data.x.items()}
     out, logp = {}, np.zeros((int(te.sum()), data.n_classes))
-    def fit_score(X, fit_rows, eval_rows):
+    def fit_predict(X, fit_rows):
         sc = StandardScaler().fit(X[fit_rows])
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             clf = LogisticRegression(C=C, max_iter=max_iter).fit(sc.transform(X[fit_rows]), data.y[fit_rows])
-        p = np.full((len(X), data.n_classes), 1e-12); p[:, clf.classes_] = clf.predict_proba(sc.transform(X))
+        p = np.full((int(te.sum()), data.n_classes), 1e-12)
+        p[:, clf.classes_] = clf.predict_proba(sc.transform(X[te]))
         return p
     for m, X in flat.items():
-        p = fit_score(X, tr & data.mask[m], te)
-        pe, pres = p[te], data.mask[m][te]
+        pe, pres = fit_predict(X, tr & data.mask[m]), data.mask[m][te]
         out[m] = float((pe[pres].argmax(1) == data.y[te][pres]).mean())
         logp += np.where(pres[:, None], np.log(np.clip(pe, 1e-12, 1)), 0)
-    allx = np.concatenate(list(flat.values()), 1)
-    out["concat"] = float((fit_score(allx, tr, te)[te].argmax(1) == data.y[te]).mean())
+    out["concat"] = float((fit_predict(np.concatenate(list(flat.values()), 1), tr).argmax(1) == data.y[te]).mean())
     out["late_fusion"] = float((logp.argmax(1) == data.y[te]).mean())
     return out
+
+def linear_probe(data: MMData, fit_split: str = "train", eval_split: str = "test", C: float = 1.0,
+                 max_iter: int = 300) -> dict:
+    "Test accuracy of a logistic regression per modality, on the concatenation, and of their late fusion."
+    from threadpoolctl import threadpool_limits
+    with threadpool_limits(1):  # several BLAS threads on busy cores make this 50x slower
+        return _probe(data, fit_split, eval_split, C, max_iter)
