@@ -20,16 +20,17 @@ def hgm_alpha(batch_idx: int, n_batches: int) -> float:
     return 0.1 ** (1.0 + batch_idx / max(1, n_batches))
 
 @torch.no_grad()
-def owm_update(P: torch.Tensor, r: torch.Tensor, alpha: float, variant: str = "owm") -> torch.Tensor:
+def owm_update(P: torch.Tensor, r: torch.Tensor, alpha: float, variant: str = "owm", inplace: bool = False) -> torch.Tensor:
     "One projector update with mean feature `r` (`[d]`): the OWM/RLS rule (`owm`) or the released code's (`official`, `add`)."
-    r = r.detach().reshape(-1, 1).to(P)                       # [d, 1]
+    r = r.detach().reshape(-1).to(P)                          # [d]
+    if not inplace: P = P.clone()
     if variant == "owm":
-        q = P @ r                                             # [d, 1]
-        return P - (q @ q.T) / (alpha + (r.T @ q))            # scalar denominator
+        q = P @ r                                             # [d]
+        return P.addr_(q, q / -(alpha + r @ q))               # P - q q^T / (alpha + r^T q): one pass, no host sync
     if variant in ("official", "add"):
-        k = P @ r                                             # [d, 1]
-        P = P - (k @ k.T) / (alpha + k @ r.T)                 # d x d denominator, elementwise (as released)
-        return P / torch.linalg.matrix_norm(P)                # unit Frobenius norm
+        k = P @ r                                             # [d]
+        P.sub_(torch.outer(k, k).div_(torch.outer(k, r).add_(alpha)))   # d x d denominator, elementwise (as released)
+        return P.div_(torch.linalg.matrix_norm(P))            # unit Frobenius norm
     raise ConfigError(f"owm_update: variant must be 'owm', 'official' or 'add', got {variant!r}")
 
 # %% ../../nbs/20_mla_hgm.ipynb #c006
@@ -52,8 +53,8 @@ class HGM(nn.Module):
         if self.variant == "off" or (first and self.skip_first): return grad
         if feats.shape[-1] != self.d or grad.shape[-1] != self.d:
             raise ValueError(f"HGM(d={self.d}): got features {tuple(feats.shape)} and gradient {tuple(grad.shape)}")
-        self.P.copy_(owm_update(self.P, feats.detach().float().mean(0), alpha, self.variant))
-        gp = grad @ self.P.T.to(grad.dtype)
-        return grad + gp if self.variant == "add" else gp
+        owm_update(self.P, feats.detach().mean(0), alpha, self.variant, inplace=True)
+        gp = grad @ self.P.T.to(grad.dtype)                   # [C, d] @ [d, d]
+        return gp.add_(grad) if self.variant == "add" else gp
 
     def extra_repr(self): return f"d={self.d}, variant={self.variant!r}, skip_first={self.skip_first}"
