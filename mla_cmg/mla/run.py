@@ -16,7 +16,7 @@ from ..engine import TrainConfig, fit, make_loader
 from .methods import MethodConfig, build_method, gap_metrics, probe_accuracies
 
 # %% auto #0
-__all__ = ['SYNTHETIC', 'load_mla_data', 'FastSplit', 'batch_collate', 'run_experiment', 'reselect']
+__all__ = ['SYNTHETIC', 'RUN_KEYS', 'load_mla_data', 'FastSplit', 'batch_collate', 'run_experiment', 'split_params', 'reselect']
 
 # %% ../../nbs/23_mla_run.ipynb #c006
 SYNTHETIC = ("synthetic", "synthetic_xor", "synthetic3")
@@ -110,6 +110,24 @@ def run_experiment(data, method: MethodConfig | dict, enc: EncoderConfig | dict 
     return {"metrics": m, "history": res.history, "features": f_te, "model": model}
 
 # %% ../../nbs/23_mla_run.ipynb #c012
+RUN_KEYS = ("dataset", "out_dir", "missing_rate", "interaction", "synthetic", "data_root", "data_seed", "probe", "device")
+
+def split_params(flat: dict) -> tuple:
+    "`(MethodConfig, EncoderConfig, TrainConfig, run-level dict)` from one flat parameter dict."
+    parts = {c: {} for c in (MethodConfig, EncoderConfig, TrainConfig)}
+    names = {c: {f.name for f in dataclasses.fields(c)} for c in parts}
+    run, unknown = {}, []
+    for k, v in flat.items():
+        if k in RUN_KEYS: run[k] = v; continue
+        owners = [c for c in parts if k in names[c]]
+        if not owners: unknown.append(k)
+        for c in owners: parts[c][k] = v
+    if unknown:
+        raise ConfigError(f"unknown MLA parameter(s) {sorted(unknown)}; allowed: "
+                          f"{sorted(set().union(*names.values()) | set(RUN_KEYS))}")
+    return MethodConfig(**parts[MethodConfig]), EncoderConfig(**parts[EncoderConfig]), TrainConfig(**parts[TrainConfig]), run
+
+# %% ../../nbs/23_mla_run.ipynb #c015
 def reselect(history: list, key: str, mode: str = "max") -> tuple:
     "`(epoch, test value)` of the epoch with the best `val_<key>` (first on ties), read from a `fit` history."
     best = None
