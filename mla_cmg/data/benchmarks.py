@@ -194,7 +194,8 @@ def build_avdigits(cfg: AVDigitsConfig, clips: list, clip_y, images, image_y, re
             if len(im) == 0: raise ValueError(f"avdigits: no image of class {c} in split {s}")
             if cfg.pairing == "min": a = a[:len(im)]
             A.append(a); I.append(im[np.arange(len(a)) % len(im)]); S += [s] * len(a)
-    A, I, S = np.concatenate(A), np.concatenate(I), np.array(S)
+    perm = rng.permutation(len(S))                                       # samples in random order
+    A, I, S = np.concatenate(A)[perm], np.concatenate(I)[perm], np.array(S)[perm]
     y = clip_y[A]
     rng = np.random.default_rng(ss[3])
     A, a_swapped = _swap_class(rng, A, S, y, a_split, clip_y, cfg.audio_label_noise)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 
 from .format import MMData, check_arrays, random_mask
 
@@ -297,7 +298,8 @@ class AVEDataset(torch.utils.data.Dataset):
 
 # %% ../../nbs/13_data_papers.ipynb #c022
 _NUMPY_PICKLE_GLOBALS = {(mod, name) for mod in ("numpy.core.multiarray", "numpy._core.multiarray") for name in ("_reconstruct", "scalar")} | \
-    {(mod, "_frombuffer") for mod in ("numpy.core.numeric", "numpy._core.numeric")} | {("numpy", "ndarray"), ("numpy", "dtype")}
+    {(mod, "_frombuffer") for mod in ("numpy.core.numeric", "numpy._core.numeric")} | \
+    {("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode")}   # protocol 2 stores raw bytes via _codecs.encode
 
 class _NumpyOnlyUnpickler(pickle.Unpickler):
     def find_class(self, module, name):
