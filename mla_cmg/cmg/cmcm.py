@@ -17,8 +17,11 @@ CMCM_FORMS = ("paper", "code")
 
 def code_distribution(z: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
     "Soft code assignment softmax(-||z - e_k||) per time step: z [B,T,D] -> [B,T,M] (codebook held constant)."
-    d = torch.cdist(z, codebook.detach().expand(z.shape[0], *codebook.shape))   # b t m, Euclidean (not squared)
-    return torch.softmax(-d, dim=-1)
+    cb = codebook.detach()
+    flat = z.reshape(-1, z.shape[-1])                                          # (b t) d
+    d2 = flat.pow(2).sum(-1, keepdim=True) - 2 * flat @ cb.T + cb.pow(2).sum(-1)
+    d = d2.clamp_min(1e-12).sqrt()                                             # Euclidean (not squared), as the code
+    return torch.softmax(-d, dim=-1).view(*z.shape[:-1], cb.shape[0])         # b t m
 
 def cmcm_similarity(Pa: torch.Tensor, Pb: torch.Tensor, form: str = "paper", eps: float = 1e-10) -> torch.Tensor:
     "S[i,j] between sequence-level code distributions Pa, Pb [B,M]: negative symmetric cross-entropy ('paper') or the code's form."

@@ -175,7 +175,8 @@ class UniCode(Method):
                              anchors=cfg.cpc_anchors) if cfg.cpc else None)
         self.club = nn.ModuleDict({m: TemporalCLUB(D, Ds, cfg.club_hidden, cfg.club_negatives, cfg.club_time_pool)
                                    for m in self.mods} if cfg.club else {})
-        self.club_opts = {m: torch.optim.Adam(self.club[m].parameters(), lr=cfg.mi_lr) for m in self.club}
+        self.club_opts = {m: torch.optim.Adam(self.club[m].parameters(), lr=cfg.mi_lr, foreach=True) for m in self.club}
+        self.register_buffer("train_steps", torch.zeros((), dtype=torch.long))   # optimizer steps taken
 
     # ---- forward pieces
     def encode(self, x: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -237,6 +238,7 @@ class UniCode(Method):
         loss = self.total_loss(t)
         loss.backward()
         ctx.step()
+        self.train_steps.add_(1)
         for p in self.club.parameters(): p.grad = None                   # stray grads of the MI estimate
         logs.update({"loss": loss.detach(), **{k: v.detach() for k, v in t.items()}})
         for m in self.mods: logs[f"perplexity_{m}"] = perplexity(code_counts(out["vq"].idx[m], self.cfg.n_codes))
@@ -253,6 +255,7 @@ class UniCode(Method):
             n += B
             for m in self.mods: idx[m].append(out["vq"].idx[m].cpu())
         res = {k: v / max(n, 1) for k, v in sums.items()}
+        res["train_steps"] = float(self.train_steps)                    # select_metric='train_steps', 'max': the last epoch
         res.update(codebook_health({m: torch.cat(v) for m, v in idx.items()}, self.cfg.n_codes))
         return res
 
