@@ -167,6 +167,9 @@ def test_prepare_writes_dataset_and_datasheet(tmp_path):
     assert sheet["params"]["n"] == 300 and sheet["params"]["snr"] == [2.0, 1.0] and "a" in sheet["linear_probe_test_acc"]
     bm.prepare("synthetic", dict(n=300, seed=4), out_dir=tmp_path / "b")
     assert load_json(tmp_path / "b" / "synthetic.json")["content_sha256"] == sheet["content_sha256"]
+    # byte-reproducible outputs: same knobs -> identical files (stable DVC hashes across runs and clones)
+    assert (tmp_path / "b" / "synthetic.npz").read_bytes() == p.read_bytes()
+    assert (tmp_path / "b" / "synthetic.json").read_bytes() == p.with_suffix(".json").read_bytes()
     bm.prepare("synthetic", dict(n=300, seed=5, probe=False), out_dir=tmp_path / "c")
     sheet_c = load_json(tmp_path / "c" / "synthetic.json")
     assert sheet_c["content_sha256"] != sheet["content_sha256"] and "linear_probe_test_acc" not in sheet_c
