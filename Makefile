@@ -9,6 +9,11 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.mla_cmg-installed
 NBDEV_SKIP := --skip_folder_re '^(experiments|[_.].*)$$'
 export PYTHONHASHSEED := 0
+# Small models run fastest on one thread per process; the pipeline runs processes side by side instead.
+export OMP_NUM_THREADS ?= 1
+export MKL_NUM_THREADS ?= 1
+# DVC stage commands call `python`: the venv's.
+export PATH := $(abspath $(BIN)):$(PATH)
 
 .PHONY: setup export check-export readme test test-nbs test-py smoke repro lab clean-venv
 
@@ -39,9 +44,8 @@ test-py: setup
 
 test: check-export test-nbs test-py
 
-# DVC stage commands call `python`; put the venv first on PATH so they use it.
 repro: setup
-	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/dvc repro
+	$(BIN)/dvc repro
 
 lab: setup
 	$(BIN)/jupyter lab nbs
