@@ -25,10 +25,12 @@ def _section(d: dict, key: str, where: str):
 def run_plan(params: dict, experiment: str, bench: str, variant: str, root: str = "runs", where: str = "params.yaml",
              sets: dict | None = None, name: str | None = None) -> tuple[str, list[dict]]:
     "The notebook and the per-seed parameter sets of one configuration, as `params.yaml` defines them."
-    exps = _section(params, "experiments", where)
-    exp = _section(exps, experiment, f"{where} [experiments]")
-    variants = _section(exp, "variants", f"{where} [experiments.{experiment}]")
-    var = _section(variants, variant, f"{where} [experiments.{experiment}.variants]") or {}
+    exp, path = params, []
+    for part in experiment.split("."):
+        exp = _section(exp, part, f"{where} [{'.'.join(path) or 'top level'}]"); path.append(part)
+    variants = _section(exp, "variants", f"{where} [{experiment}]")
+    var = _section(variants, variant, f"{where} [{experiment}.variants]") or {}
+    folder = experiment.replace(".", "_")
     profile = params.get("profile", "full")
     prof = {} if profile == "full" else _section(params.get("profiles", {}), profile, f"{where} [profiles]")
     unknown = set(prof) - {"seeds", "overrides", "experiment_overrides"}
@@ -39,10 +41,10 @@ def run_plan(params: dict, experiment: str, bench: str, variant: str, root: str 
         p = {"dataset": bench, **(exp.get("common") or {}), **var, **extra}
         p.update(prof.get("overrides") or {})
         p.update((prof.get("experiment_overrides") or {}).get(experiment) or {})
-        p.update(seed=int(s), out_dir=str(Path(root, experiment, bench, name, f"seed{s}")))
-        fields = dict(seed=int(s), bench=bench, variant=variant, name=name, experiment=experiment, root=root)
+        p.update(seed=int(s), out_dir=str(Path(root, folder, bench, name, f"seed{s}")))
+        fields = dict(seed=int(s), bench=bench, variant=variant, name=name, experiment=folder, root=root)
         out.append({k: v.format(**fields) if isinstance(v, str) and "{" in v else v for k, v in p.items()})
-    return _section(exp, "notebook", f"{where} [experiments.{experiment}]"), out
+    return _section(exp, "notebook", f"{where} [{experiment}]"), out
 
 # %% ../nbs/05_runner.ipynb #c006
 def run_notebook(notebook, parameters: dict, kernel: str = "mla_cmg", cwd=".", log=None) -> Path:
@@ -112,7 +114,7 @@ def main(argv=None) -> int:
     t0 = time.time()
     print(f"{a.experiment}/{a.benchmark}/{a.variant}: {len(sets)} run(s) of {nb}", file=sys.stderr)
     outs = run_all(nb, sets, jobs=int(params.get("jobs", 2)))
-    summarize(outs, Path(a.root, a.experiment, a.benchmark, f"{name}.json"),
+    summarize(outs, Path(a.root, a.experiment.replace(".", "_"), a.benchmark, f"{name}.json"),
               extra={"experiment": a.experiment, "benchmark": a.benchmark, "variant": a.variant, "name": name,
                      "seeds": [p["seed"] for p in sets], "parameters": {k: v for k, v in sets[0].items() if k not in ("seed", "out_dir")},
                      "wall_s": round(time.time() - t0, 1)})
