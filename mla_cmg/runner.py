@@ -75,9 +75,12 @@ def run_all(notebook, param_sets: list, jobs: int = 2, kernel: str = "mla_cmg", 
     return outs
 
 # %% ../nbs/05_runner.ipynb #c008
+_SKIP = ("config", "parameters", "params")   # echoed settings, not results
+
 def _flat_numbers(d: dict, prefix: str = "") -> dict:
     out = {}
     for k, v in d.items():
+        if k in _SKIP: continue
         if isinstance(v, dict): out.update(_flat_numbers(v, f"{prefix}{k}."))
         elif isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v): out[prefix + k] = float(v)
     return out
