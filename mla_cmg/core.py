@@ -13,9 +13,10 @@ import torch
 import yaml
 
 # %% auto #0
-__all__ = ['seed_everything', 'set_threads', 'get_device', 'ConfigError', 'from_dict', 'read_yaml', 'load_params', 'run_dir',
-           'atomic_path', 'atomic_write_bytes', 'atomic_write_text', 'save_json', 'load_json', 'save_csv', 'save_npz',
-           'load_npz_arrays', 'save_checkpoint', 'load_checkpoint', 'rng_state', 'set_rng_state', 'render_readme']
+__all__ = ['seed_everything', 'set_threads', 'get_device', 'ConfigError', 'from_dict', 'read_yaml', 'load_params', 'deep_merge',
+           'run_dir', 'atomic_path', 'atomic_write_bytes', 'atomic_write_text', 'save_json', 'load_json', 'save_csv',
+           'save_npz', 'load_npz_arrays', 'save_checkpoint', 'load_checkpoint', 'rng_state', 'set_rng_state',
+           'render_readme']
 
 # %% ../nbs/00_core.ipynb #c004
 def seed_everything(seed: int, deterministic: bool = False) -> int:
@@ -111,6 +112,14 @@ def load_params(path, section: str, cls=None):
     return node if cls is None else from_dict(cls, node, where=f"{path} [{section}]")
 
 # %% ../nbs/00_core.ipynb #c015
+def deep_merge(base: dict, patch: dict) -> dict:
+    "A copy of `base` with `patch` merged in recursively (lists and scalars are replaced)."
+    out = dict(base)
+    for k, v in patch.items():
+        out[k] = deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+# %% ../nbs/00_core.ipynb #c018
 def run_dir(root, *parts, clean: bool = False) -> Path:
     "Create (and with `clean` empty) the run directory `root/parts...`."
     p = Path(root, *map(str, parts))
@@ -119,7 +128,7 @@ def run_dir(root, *parts, clean: bool = False) -> Path:
     p.mkdir(parents=True, exist_ok=True)
     return p
 
-# %% ../nbs/00_core.ipynb #c017
+# %% ../nbs/00_core.ipynb #c020
 @contextlib.contextmanager
 def atomic_path(path):
     "Yield a temporary path next to `path`; on success it replaces `path` atomically, on error it is removed."
@@ -190,7 +199,7 @@ def load_checkpoint(path, map_location="cpu") -> dict:
     "Load a checkpoint safely (`weights_only=True`: tensors, numbers, strings, containers only)."
     return torch.load(path, map_location=map_location, weights_only=True)
 
-# %% ../nbs/00_core.ipynb #c020
+# %% ../nbs/00_core.ipynb #c023
 def rng_state() -> dict:
     "The states of python, numpy and torch RNGs as checkpoint-safe tensors and lists."
     np_state = np.random.get_state()
@@ -209,7 +218,7 @@ def set_rng_state(st: dict) -> None:
     v = json.loads(st["python"]); random.setstate((v[0], tuple(v[1]), v[2]))
     if "cuda" in st and torch.cuda.is_available(): torch.cuda.set_rng_state_all(st["cuda"])
 
-# %% ../nbs/00_core.ipynb #c023
+# %% ../nbs/00_core.ipynb #c026
 def render_readme(nb_path="nbs/index.ipynb", out="README.md") -> Path:
     "Export the index notebook to markdown as the repository README."
     import nbformat

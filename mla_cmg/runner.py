@@ -31,16 +31,10 @@ def run_plan(params: dict, experiment: str, bench: str, variant: str, root: str 
     variants = _section(exp, "variants", f"{where} [{experiment}]")
     var = _section(variants, variant, f"{where} [{experiment}.variants]") or {}
     folder = experiment.replace(".", "_")
-    profile = params.get("profile", "full")
-    prof = {} if profile == "full" else _section(params.get("profiles", {}), profile, f"{where} [profiles]")
-    unknown = set(prof) - {"seeds", "overrides", "experiment_overrides"}
-    if unknown: raise ConfigError(f"{where} [profiles.{profile}]: unknown key(s) {sorted(unknown)}")
-    seeds = prof.get("seeds", params.get("seeds", [0]))
+    seeds = params.get("seeds", [0])
     extra, name, out = sets or {}, name or variant, []
     for s in seeds:
         p = {"dataset": bench, **(exp.get("common") or {}), **var, **extra}
-        p.update(prof.get("overrides") or {})
-        p.update((prof.get("experiment_overrides") or {}).get(experiment) or {})
         p.update(seed=int(s), out_dir=str(Path(root, folder, bench, name, f"seed{s}")))
         fields = dict(seed=int(s), bench=bench, variant=variant, name=name, experiment=folder, root=root)
         out.append({k: v.format(**fields) if isinstance(v, str) and "{" in v else v for k, v in p.items()})
