@@ -1,0 +1,88 @@
+"""Run the whole DVC pipeline on the smoke profile in a temporary copy of the repository.
+
+    python scripts/smoke.py [--keep] [--workdir DIR]
+
+The copy holds the files git tracks plus untracked, non-ignored files (so uncommitted work is tested), and
+the fetched wheels in data/raw when this checkout has them (the fetch stage then finds them up to date).
+`profiles.smoke` of params.yaml is merged over params.yaml in the copy; then `dvc repro` runs, a second
+`dvc repro` must find nothing to do, and `dvc push` / `dvc pull` must restore every cached output.
+Prints the wall time of each step. Used by tests/test_pipeline.py and `make smoke`.
+"""
+import argparse, shutil, subprocess, sys, tempfile, time
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from mla_cmg.core import deep_merge  # noqa: E402
+
+
+def sh(cmd, cwd, env=None, check=True):
+    r = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, shell=isinstance(cmd, str))
+    if check and r.returncode != 0:
+        raise RuntimeError(f"`{cmd}` failed in {cwd} (exit {r.returncode}):\n{r.stdout[-4000:]}\n{r.stderr[-4000:]}")
+    return r
+
+
+def make_copy(dst: Path) -> Path:
+    files = sh(["git", "ls-files", "-co", "--exclude-standard", "-z"], ROOT).stdout.split("\0")
+    for f in filter(None, files):
+        src = ROOT / f
+        if src.is_file():
+            (dst / f).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dst / f)
+    for whl in (ROOT / "data" / "raw").glob("*.whl"):
+        (dst / "data" / "raw").mkdir(parents=True, exist_ok=True)
+        shutil.copy2(whl, dst / "data" / "raw" / whl.name)
+    params = yaml.safe_load((dst / "params.yaml").read_text())
+    smoke = params.get("profiles", {}).get("smoke")
+    if smoke is None:
+        raise KeyError("params.yaml: profiles.smoke not found")
+    (dst / "params.yaml").write_text(yaml.safe_dump(deep_merge(params, smoke), sort_keys=False))
+    sh("git init -q && git add -A && git -c user.name=smoke -c user.email=smoke@localhost commit -qm smoke", dst)
+    return dst
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--keep", action="store_true", help="keep the temporary copy")
+    ap.add_argument("--workdir", default=None)
+    a = ap.parse_args(argv)
+    work = Path(a.workdir or tempfile.mkdtemp(prefix="mla_cmg-smoke-"))
+    env = {**__import__("os").environ, "PATH": f"{Path(sys.executable).parent}:{__import__('os').environ['PATH']}",
+           "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    dvc = str(Path(sys.executable).parent / "dvc")
+    times = {}
+    try:
+        t = time.time(); make_copy(work); times["copy"] = time.time() - t
+        t = time.time(); r = sh([dvc, "repro"], work, env); times["repro"] = time.time() - t
+        t = time.time(); r2 = sh([dvc, "repro"], work, env); times["repro_again"] = time.time() - t
+        if "Running stage" in r2.stdout:
+            raise RuntimeError(f"second `dvc repro` reran stages:\n{r2.stdout[-3000:]}")
+        st = sh([dvc, "status"], work, env).stdout
+        if "up to date" not in st:
+            raise RuntimeError(f"`dvc status` after repro is not clean:\n{st}")
+        t = time.time()
+        sh([dvc, "push"], work, env)
+        outs = sorted(p for p in (work / "runs").rglob("*") if p.is_file()) if (work / "runs").exists() else []
+        shutil.rmtree(work / ".dvc" / "cache", ignore_errors=True)
+        for d in ("runs", "results/figures", "data/prepared"):
+            shutil.rmtree(work / d, ignore_errors=True)
+        sh([dvc, "pull"], work, env)
+        missing = [str(p.relative_to(work)) for p in outs if not p.exists()]
+        if missing:
+            raise RuntimeError(f"dvc pull did not restore {len(missing)} file(s), e.g. {missing[:5]}")
+        times["push_pull"] = time.time() - t
+        print("smoke pipeline OK: " + ", ".join(f"{k} {v:.1f}s" for k, v in times.items()))
+        print(r.stdout[-1500:])
+        return 0
+    finally:
+        if not a.keep:
+            shutil.rmtree(work, ignore_errors=True)
+        else:
+            print(f"kept {work}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
