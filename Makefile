@@ -15,7 +15,7 @@ export MKL_NUM_THREADS ?= 1
 # DVC stage commands call `python`: the venv's.
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: setup export check-export readme test test-nbs test-py smoke repro lab clean-venv
+.PHONY: setup export check-export test test-nbs test-py smoke repro lab clean-venv
 
 setup: $(STAMP)
 
@@ -46,6 +46,11 @@ test: check-export test-nbs test-py
 
 repro: setup
 	$(BIN)/dvc repro
+	$(BIN)/python -c "from mla_cmg.core import render_readme; render_readme()"
+
+# The whole DAG on the smoke profile (params.yaml: profiles.smoke) in a temporary copy.
+smoke: setup
+	$(BIN)/python scripts/smoke.py
 
 lab: setup
 	$(BIN)/jupyter lab nbs
