@@ -28,8 +28,10 @@ def run_plan(params: dict, experiment: str, bench: str, variant: str, root: str 
     exp, path = params, []
     for part in experiment.split("."):
         exp = _section(exp, part, f"{where} [{'.'.join(path) or 'top level'}]"); path.append(part)
-    variants = _section(exp, "variants", f"{where} [{experiment}]")
-    var = _section(variants, variant, f"{where} [{experiment}.variants]") or {}
+    if "variants" in exp:
+        var = _section(exp["variants"], variant, f"{where} [{experiment}.variants]") or {}
+    else:
+        var = {}   # an experiment without variants takes any name, e.g. one downstream run per pretrained variant
     folder = experiment.replace(".", "_")
     seeds = params.get("seeds", [0])
     extra, name, out = sets or {}, name or variant, []
