@@ -268,7 +268,7 @@ class UniCode(Method):
             raise ValueError(f"checkpoint has CLUB optimizers for {sorted(opts)}, the model has {sorted(self.club_opts)}")
         for m, o in self.club_opts.items(): o.load_state_dict(opts[m])
 
-# %% ../../nbs/34_cmg_model.ipynb #c017
+# %% ../../nbs/34_cmg_model.ipynb #c019
 CKPT_FORMAT = "mla_cmg.cmg.unicode/1"
 
 def save_pretrained(path, model: UniCode, extra: dict | None = None) -> Path:
@@ -291,7 +291,7 @@ def load_pretrained(path, map_location="cpu") -> UniCode:
     model.load_state_dict(ck["state_dict"])
     return model.eval()
 
-# %% ../../nbs/34_cmg_model.ipynb #c020
+# %% ../../nbs/34_cmg_model.ipynb #c022
 class PairedSeqDataset(torch.utils.data.Dataset):
     "A minimal paired-sequence dataset yielding {'x': {m: [T,D_m]}, 'y'} (for tests and quick experiments)."
     def __init__(self, x: dict[str, torch.Tensor], y: torch.Tensor | None = None):
