@@ -57,7 +57,7 @@ class CMGConfig:
     eps: float = 1e-5
     beta: float = 0.25
     commit_scale: str = "paper"     # 'paper' | 'code' (2x)
-    mm_ema: str = "paired"          # which MM-EMA when it is on: 'paired' (code) | 'cross_attention' (paper)
+    mm_ema: str = "cross_attention" # which MM-EMA when it is on: 'cross_attention' (paper) | 'paired' (code)
     ema_order: str = "joint"        # 'joint' (paper) | 'sequential' (code)
     reset_rule: str = "both"        # 'both' (paper) | 'any' (code)
     reset_after: int = 300          # N_re, in training steps

@@ -44,7 +44,7 @@ def cross_attention_mediator(zq: torch.Tensor, zkv: torch.Tensor) -> torch.Tenso
     att = torch.softmax(zq @ zkv.transpose(1, 2) / math.sqrt(zq.shape[-1]), dim=-1)   # b t s
     return att @ zkv                                                                   # b t d
 
-def ema_targets(z: dict[str, torch.Tensor], mode: str = "paired") -> dict[str, torch.Tensor]:
+def ema_targets(z: dict[str, torch.Tensor], mode: str = "cross_attention") -> dict[str, torch.Tensor]:
     "The vector each modality's assigned positions contribute to the EMA sums (self 1/2, mediators 1/2 shared)."
     _check_choice("mm_ema", mode, MM_EMA_MODES)
     mods = list(z)
@@ -105,7 +105,7 @@ class SharedCodebookEMA(nn.Module):
     "One EMA codebook shared by all modalities, with MM-EMA, cross-modal commitment and dead-code reset."
     def __init__(self, n_codes: int = 400, dim: int = 256, decay: float = 0.99, eps: float = 1e-5,
                  beta: float = 0.25, commit_scale: str = "paper", cross_commit: bool = True,
-                 mm_ema: str = "paired", ema_order: str = "joint",
+                 mm_ema: str = "cross_attention", ema_order: str = "joint",
                  reset: bool = True, reset_rule: str = "both", reset_after: int = 300,
                  reset_noise: float = 1 / 1024, reset_stats: str = "consistent"):
         super().__init__()
