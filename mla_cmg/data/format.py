@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from ..core import atomic_path, load_npz_arrays
+from ..metrics import probe_proba
 
 # %% auto #0
 __all__ = ['SPLITS', 'MMData', 'stratified_split', 'check_arrays', 'to_arrays', 'write_npz', 'load_npz', 'save_dataset',
@@ -319,21 +320,13 @@ def standardize(data: MMData, fit_split: str = "train", eps: float = 1e-6) -> tu
         x[m], stats[m] = z, dict(mean=mu.astype(np.float32), std=sd.astype(np.float32))
     return dataclasses.replace(data, x=x), stats
 
-def _probe(data, fit_split, eval_split, C, max_iter):
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.preprocessing import StandardScaler
-    import warnings
+def linear_probe(data: MMData, fit_split: str = "train", eval_split: str = "test", C: float = 1.0,
+                 max_iter: int = 300) -> dict:
+    "Test accuracy of a logistic regression per modality, on the concatenation, and of their late fusion."
     tr, te = data.split == fit_split, data.split == eval_split
     flat = {m: a.reshape(len(a), -1) for m, a in data.x.items()}
+    fit_predict = lambda X, rows: probe_proba(X[rows], data.y[rows], X[te], data.n_classes, C=C, max_iter=max_iter)
     out, logp = {}, np.zeros((int(te.sum()), data.n_classes))
-    def fit_predict(X, fit_rows):
-        sc = StandardScaler().fit(X[fit_rows])
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            clf = LogisticRegression(C=C, max_iter=max_iter).fit(sc.transform(X[fit_rows]), data.y[fit_rows])
-        p = np.full((int(te.sum()), data.n_classes), 1e-12)
-        p[:, clf.classes_] = clf.predict_proba(sc.transform(X[te]))
-        return p
     for m, X in flat.items():
         pe, pres = fit_predict(X, tr & data.mask[m]), data.mask[m][te]
         out[m] = float((pe[pres].argmax(1) == data.y[te][pres]).mean())
@@ -341,10 +334,3 @@ def _probe(data, fit_split, eval_split, C, max_iter):
     out["concat"] = float((fit_predict(np.concatenate(list(flat.values()), 1), tr).argmax(1) == data.y[te]).mean())
     out["late_fusion"] = float((logp.argmax(1) == data.y[te]).mean())
     return out
-
-def linear_probe(data: MMData, fit_split: str = "train", eval_split: str = "test", C: float = 1.0,
-                 max_iter: int = 300) -> dict:
-    "Test accuracy of a logistic regression per modality, on the concatenation, and of their late fusion."
-    from threadpoolctl import threadpool_limits
-    with threadpool_limits(1):  # several BLAS threads on busy cores make this 50x slower
-        return _probe(data, fit_split, eval_split, C, max_iter)

@@ -295,15 +295,13 @@ def build_method(cfg: MethodConfig | dict, shapes: dict, n_classes: int, enc: En
     return UME(encoders, n_classes, cfg.fusion, cfg.fusion_weights)
 
 # %% ../../nbs/22_mla_methods.ipynb #c018
-def probe_accuracies(train_feats: dict, test_feats: dict, modalities: list, seed: int = 0, threads: int = 1) -> dict:
-    "Linear-probe test accuracy per modality from two `features()` dicts (BLAS limited to `threads`)."
-    from threadpoolctl import threadpool_limits
+def probe_accuracies(train_feats: dict, test_feats: dict, modalities: list, seed: int = 0) -> dict:
+    "Linear-probe test accuracy per modality from two `features()` dicts."
     out = {}
-    with threadpool_limits(threads):     # multithreaded BLAS on busy cores made one probe 40x slower
-        for m in modalities:
-            tr, te = train_feats[f"mask_{m}"], test_feats[f"mask_{m}"]
-            out[m] = linear_probe(train_feats[f"h_{m}"][tr], train_feats["y"][tr], test_feats[f"h_{m}"][te],
-                                  test_feats["y"][te], seed=seed)
+    for m in modalities:
+        tr, te = train_feats[f"mask_{m}"], test_feats[f"mask_{m}"]
+        out[m] = linear_probe(train_feats[f"h_{m}"][tr], train_feats["y"][tr], test_feats[f"h_{m}"][te],
+                              test_feats["y"][te], seed=seed)
     return out
 
 def gap_metrics(feats: dict, modalities: list) -> dict:
