@@ -18,16 +18,11 @@ from ..metrics import macro_f1
 from .vq import codebook_health
 
 # %% auto #0
-__all__ = ['resolve_dataset', 'paired_only', 'prepare_data', 'extract_codes', 'SeqClassifier', 'SegmentClassifier', 'seg_scores',
-           'HeadMethod', 'CodeDataset', 'DownstreamConfig', 'transfer_scores', 'code_histograms', 'retrieval_scores',
+__all__ = ['paired_only', 'prepare_data', 'extract_codes', 'SeqClassifier', 'SegmentClassifier', 'seg_scores', 'HeadMethod',
+           'CodeDataset', 'DownstreamConfig', 'transfer_scores', 'code_histograms', 'retrieval_scores',
            'downstream_eval']
 
 # %% ../../nbs/35_cmg_downstream.ipynb #c005
-def resolve_dataset(dataset: str, root: str = "data/prepared", data_seed: int = 0):
-    "An MMData from a prepared benchmark's name (`<root>/<name>.npz`) or a path to an `.npz` in the mla_cmg format."
-    from mla_cmg.data.benchmarks import load_dataset
-    return load_dataset(dataset, root=root, seed=data_seed)
-
 def paired_only(data):
     "Only the samples where every modality is present (sequence modalities [N,T,D] required)."
     flat = [m for m, a in data.x.items() if a.ndim != 3]
@@ -36,9 +31,10 @@ def paired_only(data):
     return data if keep.all() else data.take(np.flatnonzero(keep))
 
 def prepare_data(dataset: str, root: str = "data/prepared", data_seed: int = 0):
-    "resolve_dataset → paired_only → standardise with the train split's statistics."
+    "A benchmark name or `.npz` path → complete pairs only → standardised with the train split's statistics."
+    from mla_cmg.data.benchmarks import load_dataset
     from mla_cmg.data.format import standardize
-    data = paired_only(resolve_dataset(dataset, root, data_seed))
+    data = paired_only(load_dataset(dataset, root=root, seed=data_seed))
     return standardize(data)[0]
 
 # %% ../../nbs/35_cmg_downstream.ipynb #c007
