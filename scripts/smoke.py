@@ -8,7 +8,7 @@ the fetched wheels in data/raw when this checkout has them (the fetch stage then
 `dvc repro` must find nothing to do, and `dvc push` / `dvc pull` must restore every cached output.
 Prints the wall time of each step. Used by tests/test_pipeline.py and `make smoke`.
 """
-import argparse, shutil, subprocess, sys, tempfile, time
+import argparse, os, shutil, subprocess, sys, tempfile, time
 from pathlib import Path
 
 import yaml
@@ -50,7 +50,7 @@ def main(argv=None):
     ap.add_argument("--workdir", default=None)
     a = ap.parse_args(argv)
     work = Path(a.workdir or tempfile.mkdtemp(prefix="mla_cmg-smoke-"))
-    env = {**__import__("os").environ, "PATH": f"{Path(sys.executable).parent}:{__import__('os').environ['PATH']}",
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
            "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     dvc = str(Path(sys.executable).parent / "dvc")
     times = {}
