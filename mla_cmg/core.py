@@ -4,13 +4,15 @@
 
 # %% ../nbs/00_core.ipynb #c002
 from __future__ import annotations
-import contextlib, csv, dataclasses, io, json, os, random, tempfile
+import contextlib, csv, dataclasses, io, json, os, random, sys, tempfile
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
 import numpy as np
-import torch
 import yaml
+
+# torch is imported inside the functions that need it, so that light tools (the pipeline runner, the
+# data preparation stages) start without paying torch's ~2 s import.
 
 # %% auto #0
 __all__ = ['seed_everything', 'set_threads', 'get_device', 'ConfigError', 'from_dict', 'read_yaml', 'load_params', 'deep_merge',
@@ -23,6 +25,7 @@ def seed_everything(seed: int, deterministic: bool = False) -> int:
     "Seed python, numpy and torch; optionally force deterministic torch algorithms."
     if not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+    import torch
     seed = int(seed)
     random.seed(seed)
     np.random.seed(seed % 2**32)
@@ -37,12 +40,14 @@ def seed_everything(seed: int, deterministic: bool = False) -> int:
 # %% ../nbs/00_core.ipynb #c007
 def set_threads(n: int = 1) -> None:
     "Set torch's intra-op threads (and inter-op threads when still allowed)."
+    import torch
     torch.set_num_threads(int(n))
     with contextlib.suppress(RuntimeError): torch.set_num_interop_threads(int(n))
 
 # %% ../nbs/00_core.ipynb #c009
 def get_device(prefer: str | None = None) -> torch.device:
     "CUDA when present, else CPU; `prefer` ('cpu', 'cuda', 'cuda:1', or the env var `MLA_CMG_DEVICE`) overrides."
+    import torch
     prefer = prefer or os.environ.get("MLA_CMG_DEVICE") or None
     if prefer in (None, "auto"): return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dev = torch.device(prefer)
@@ -156,7 +161,8 @@ def atomic_write_text(path, text: str) -> Path:
 def _jsonable(o):
     if isinstance(o, (np.floating, np.integer)): return o.item()
     if isinstance(o, np.ndarray): return o.tolist()
-    if isinstance(o, torch.Tensor): return o.tolist()
+    torch = sys.modules.get("torch")   # a tensor can only exist if torch was imported
+    if torch is not None and isinstance(o, torch.Tensor): return o.tolist()
     if isinstance(o, Path): return str(o)
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
 
@@ -192,16 +198,19 @@ def load_npz_arrays(path) -> dict:
 
 def save_checkpoint(path, state: dict) -> Path:
     "`torch.save` a state dict atomically."
+    import torch
     with atomic_path(path) as tmp: torch.save(state, tmp)
     return Path(path)
 
 def load_checkpoint(path, map_location="cpu") -> dict:
     "Load a checkpoint safely (`weights_only=True`: tensors, numbers, strings, containers only)."
+    import torch
     return torch.load(path, map_location=map_location, weights_only=True)
 
 # %% ../nbs/00_core.ipynb #c023
 def rng_state() -> dict:
     "The states of python, numpy and torch RNGs as checkpoint-safe tensors and lists."
+    import torch
     np_state = np.random.get_state()
     st = {"torch": torch.get_rng_state(),
           "numpy_keys": torch.from_numpy(np_state[1].astype(np.int64)),
@@ -212,6 +221,7 @@ def rng_state() -> dict:
 
 def set_rng_state(st: dict) -> None:
     "Restore the states captured by `rng_state`."
+    import torch
     torch.set_rng_state(st["torch"])
     pos, has_gauss, cached = st["numpy_meta"]
     np.random.set_state(("MT19937", st["numpy_keys"].numpy().astype(np.uint32), pos, has_gauss, cached))

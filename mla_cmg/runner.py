@@ -4,17 +4,17 @@
 
 # %% ../nbs/05_runner.ipynb #c002
 from __future__ import annotations
-import json, os, subprocess, sys, time
-from concurrent.futures import ThreadPoolExecutor
+import json, multiprocessing, os, sys, time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import yaml
 
-from .core import ConfigError, load_json, read_yaml, save_json
+from .core import ConfigError, deep_merge, load_json, read_yaml, save_json
 
 # %% auto #0
-__all__ = ['run_plan', 'run_notebook', 'run_all', 'summarize', 'main']
+__all__ = ['run_plan', 'apply_profile', 'run_notebook', 'run_all', 'summarize', 'main']
 
 # %% ../nbs/05_runner.ipynb #c003
 def _section(d: dict, key: str, where: str):
@@ -43,34 +43,59 @@ def run_plan(params: dict, experiment: str, bench: str, variant: str, root: str 
     return _section(exp, "notebook", f"{where} [{experiment}]"), out
 
 # %% ../nbs/05_runner.ipynb #c006
-def run_notebook(notebook, parameters: dict, kernel: str = "mla_cmg", cwd=".", log=None) -> Path:
-    "Execute `notebook` with papermill into `<out_dir>/run.ipynb`; raise with the record's path on failure."
-    out_dir = Path(cwd, parameters["out_dir"]); out_dir.mkdir(parents=True, exist_ok=True)
-    out_nb = out_dir / "run.ipynb"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONHASHSEED": "0",
-           "MPLBACKEND": "Agg", "TQDM_MININTERVAL": "5"}
-    cmd = [sys.executable, "-m", "papermill", str(notebook), str(out_nb), "-k", kernel, "--cwd", str(Path(cwd).resolve()),
-           "-y", json.dumps(parameters), "--language", "python", "--no-progress-bar"]
-    t0 = time.time()
-    r = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
-    if r.returncode != 0:
-        tail = "\n".join((r.stderr or r.stdout).strip().splitlines()[-25:])
-        raise RuntimeError(f"{notebook} failed for seed {parameters.get('seed')} (record: {out_nb}):\n{tail}")
-    if log: print(f"  done {out_dir} in {time.time() - t0:.1f}s", file=log, flush=True)
-    return out_dir
+def apply_profile(params: dict, name: str | None, where: str = "params.yaml") -> dict:
+    "`params` with `profiles.<name>` merged over it (unchanged when `name` is None)."
+    if name is None: return params
+    profiles = params.get("profiles") or {}
+    if name not in profiles:
+        raise ConfigError(f"{where}: profile '{name}' not found under 'profiles'; available: {sorted(profiles)}")
+    return deep_merge(params, profiles[name])
 
-def run_all(notebook, param_sets: list, jobs: int = 2, kernel: str = "mla_cmg", cwd=".") -> list:
-    "Run the parameter sets side by side in `jobs` processes; return their output folders in order."
-    with ThreadPoolExecutor(max_workers=max(1, jobs)) as ex:
-        futs = [ex.submit(run_notebook, notebook, p, kernel, cwd, sys.stderr) for p in param_sets]
+# %% ../nbs/05_runner.ipynb #c009
+_KERNEL_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "PYTHONHASHSEED": "0",
+               "MPLBACKEND": "Agg", "TQDM_MININTERVAL": "5"}
+
+def _papermill():
+    if "jsonschema" not in sys.modules: sys.modules.setdefault("rfc3987_syntax", None)  # see the note above
+    import papermill
+    return papermill
+
+def _execute(notebook, parameters: dict, kernel: str, cwd: str) -> tuple[str, float]:
+    "Worker: run one notebook in `cwd`; errors come back as plain RuntimeErrors (picklable, record path included)."
+    pm, t0 = _papermill(), time.time()
+    os.chdir(cwd); os.environ.update(_KERNEL_ENV)
+    null = os.open(os.devnull, os.O_WRONLY); os.dup2(null, 1); os.dup2(null, 2); os.close(null)  # kernel chatter; errors come back raised
+    out_dir = Path(parameters["out_dir"]); out_dir.mkdir(parents=True, exist_ok=True)
+    out_nb = out_dir / "run.ipynb"
+    try:
+        pm.execute_notebook(str(notebook), str(out_nb), parameters=parameters, kernel_name=kernel, language="python",
+                            progress_bar=False, log_output=False)
+    except Exception as e:
+        msg = "\n".join(str(e).strip().splitlines()[-25:])
+        raise RuntimeError(f"{notebook} failed for seed {parameters.get('seed')} (record: {out_nb}):\n{type(e).__name__}: {msg}") from None
+    return str(out_dir), time.time() - t0
+
+def run_notebook(notebook, parameters: dict, kernel: str = "mla_cmg", cwd=".", log=None) -> Path:
+    "Execute `notebook` with papermill into `<cwd>/<out_dir>/run.ipynb`; raise with the record's path on failure."
+    return run_all(notebook, [parameters], jobs=1, kernel=kernel, cwd=cwd, log=log)[0]
+
+def run_all(notebook, param_sets: list, jobs: int = 2, kernel: str = "mla_cmg", cwd=".", log=sys.stderr) -> list:
+    "Run the parameter sets side by side in `jobs` forked processes; return their output folders in order."
+    _papermill()                                    # imported once, inherited by the forked workers
+    cwd = str(Path(cwd).resolve()); notebook = Path(notebook).resolve()
+    ctx = multiprocessing.get_context("fork")
+    with ProcessPoolExecutor(max_workers=max(1, min(jobs, len(param_sets))), mp_context=ctx) as ex:
+        futs = [ex.submit(_execute, notebook, p, kernel, cwd) for p in param_sets]
         errors, outs = [], []
         for f in futs:
-            try: outs.append(f.result())
+            try:
+                d, dt = f.result(); outs.append(Path(cwd, d))
+                if log: print(f"  done {d} in {dt:.1f}s", file=log, flush=True)
             except Exception as e: errors.append(str(e))
     if errors: raise RuntimeError("\n\n".join(errors))
     return outs
 
-# %% ../nbs/05_runner.ipynb #c008
+# %% ../nbs/05_runner.ipynb #c011
 _SKIP = ("config", "parameters", "params")   # echoed settings, not results
 
 def _flat_numbers(d: dict, prefix: str = "") -> dict:
@@ -93,17 +118,18 @@ def summarize(run_dirs: list, out, metrics_file: str = "metrics.json", extra: di
     save_json(out, {**(extra or {}), "metrics": res})
     return res
 
-# %% ../nbs/05_runner.ipynb #c013
+# %% ../nbs/05_runner.ipynb #c016
 def main(argv=None) -> int:
-    "python -m mla_cmg.runner EXPERIMENT BENCHMARK VARIANT [--set KEY=VALUE ...] [--name NAME] [--params params.yaml] [--root runs]"
+    "python -m mla_cmg.runner EXPERIMENT BENCHMARK VARIANT [--set KEY=VALUE ...] [--name NAME] [--profile P] [--params params.yaml] [--root runs]"
     import argparse
     ap = argparse.ArgumentParser(prog="python -m mla_cmg.runner", description=main.__doc__)
     ap.add_argument("experiment"); ap.add_argument("benchmark"); ap.add_argument("variant")
     ap.add_argument("--params", default="params.yaml"); ap.add_argument("--root", default="runs")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="extra notebook parameter (YAML value)")
     ap.add_argument("--name", default=None, help="folder name of this configuration (default: the variant)")
+    ap.add_argument("--profile", default=None, help="merge params.yaml's profiles.<PROFILE> over it first (e.g. evidence)")
     a = ap.parse_args(argv)
-    params = read_yaml(a.params)
+    params = apply_profile(read_yaml(a.params), a.profile, a.params)
     extra = {}
     for kv in a.set:
         if "=" not in kv: raise ConfigError(f"--set expects KEY=VALUE, got {kv!r}")

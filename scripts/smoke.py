@@ -15,7 +15,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from mla_cmg.core import deep_merge  # noqa: E402
+from mla_cmg.runner import apply_profile  # noqa: E402
 
 
 def sh(cmd, cwd, env=None, check=True):
@@ -36,10 +36,7 @@ def make_copy(dst: Path) -> Path:
         (dst / "data" / "raw").mkdir(parents=True, exist_ok=True)
         shutil.copy2(whl, dst / "data" / "raw" / whl.name)
     params = yaml.safe_load((dst / "params.yaml").read_text())
-    smoke = params.get("profiles", {}).get("smoke")
-    if smoke is None:
-        raise KeyError("params.yaml: profiles.smoke not found")
-    (dst / "params.yaml").write_text(yaml.safe_dump(deep_merge(params, smoke), sort_keys=False))
+    (dst / "params.yaml").write_text(yaml.safe_dump(apply_profile(params, "smoke"), sort_keys=False))
     sh("git init -q && git add -A && git -c user.name=smoke -c user.email=smoke@localhost commit -qm smoke", dst)
     return dst
 

@@ -175,7 +175,7 @@ class UniCode(Method):
                              anchors=cfg.cpc_anchors) if cfg.cpc else None)
         self.club = nn.ModuleDict({m: TemporalCLUB(D, Ds, cfg.club_hidden, cfg.club_negatives, cfg.club_time_pool)
                                    for m in self.mods} if cfg.club else {})
-        self.club_opts = {m: torch.optim.Adam(self.club[m].parameters(), lr=cfg.mi_lr, foreach=True) for m in self.club}
+        self.club_opts = {m: torch.optim.Adam(self.club[m].parameters(), lr=cfg.mi_lr, fused=True) for m in self.club}
         self.register_buffer("train_steps", torch.zeros((), dtype=torch.long))   # optimizer steps taken
 
     # ---- forward pieces
@@ -284,7 +284,7 @@ def load_pretrained(path, map_location="cpu") -> UniCode:
     if not isinstance(ck, dict) or ck.get("format") != CKPT_FORMAT:
         got = ck.get("format") if isinstance(ck, dict) else type(ck).__name__
         raise ValueError(f"{path}: key 'format': expected {CKPT_FORMAT!r}, got {got!r}. "
-                         "Pass the model.pt written by nbs/experiments/pretrain_cmg.ipynb (not the engine's last.pt).")
+                         "Pass the model.pt written by nbs/experiments/train_cmg.ipynb (not the engine's last.pt).")
     for k in ("config", "in_dims", "state_dict"):
         if k not in ck: raise ValueError(f"{path}: key {k!r} missing; the file is incomplete, rerun pretraining")
     model = UniCode(dict(ck["in_dims"]), from_dict(CMGConfig, ck["config"], where=f"{path} [config]"))
