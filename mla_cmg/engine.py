@@ -103,16 +103,17 @@ def make_loader(ds: Dataset, batch_size: int, shuffle: bool = False, collate_fn=
     return DataLoader(ds, batch_size=batch_size, shuffle=shuffle, generator=g, collate_fn=collate_fn, num_workers=0)
 
 def make_optimizer(params, cfg: TrainConfig) -> torch.optim.Optimizer:
-    "SGD (with momentum), Adam or AdamW from a `TrainConfig`, with torch's fused kernel where it has one."
-    params = list(params)
+    "SGD (with momentum), Adam or AdamW from a `TrainConfig`; Adam and AdamW use torch's fused kernel where it has one."
     if cfg.optimizer == "sgd":
-        cls, kw = torch.optim.SGD, dict(lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    else:
-        cls, kw = (torch.optim.Adam if cfg.optimizer == "adam" else torch.optim.AdamW), dict(lr=cfg.lr, weight_decay=cfg.weight_decay)
+        # not fused: torch's fused SGD fails when only some parameters have momentum buffers yet, which is what
+        # alternating training (MLA: one modality's encoder per step) produces
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    params = list(params)
+    cls = torch.optim.Adam if cfg.optimizer == "adam" else torch.optim.AdamW
     # The same update rule; fused updates every tensor in one kernel call instead of one per tensor, which makes the
     # step of a small model about 10x cheaper on CPU. Devices or dtypes without a fused kernel get the per-tensor loop.
-    try: return cls(params, fused=True, **kw)
-    except (RuntimeError, ValueError): return cls(params, **kw)
+    try: return cls(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
+    except (RuntimeError, ValueError): return cls(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 # %% ../nbs/02_engine.ipynb #c010
 @dataclass
