@@ -5,7 +5,8 @@
 The copy holds the files git tracks plus untracked, non-ignored files (so uncommitted work is tested), and
 the fetched wheels in data/raw when this checkout has them (the fetch stage then finds them up to date).
 `profiles.smoke` of params.yaml is merged over params.yaml in the copy; then `dvc repro` runs, a second
-`dvc repro` must find nothing to do, and `dvc push` / `dvc pull` must restore every cached output.
+`dvc repro` must find nothing to do, and `dvc push` / `dvc pull` must restore every cached output (checked file by file,
+then `dvc status` must be clean).
 Prints the wall time of each step. Used by tests/test_pipeline.py and `make smoke`.
 """
 import argparse, os, shutil, subprocess, sys, tempfile, time
@@ -62,14 +63,19 @@ def main(argv=None):
             raise RuntimeError(f"`dvc status` after repro is not clean:\n{st}")
         t = time.time()
         sh([dvc, "push"], work, env)
-        outs = sorted(p for p in (work / "runs").rglob("*") if p.is_file()) if (work / "runs").exists() else []
+        cached = [work / "runs", work / "results" / "figures", work / "results" / "tables",
+                  *(work / "data" / "prepared").glob("*.npz")]     # the datasheets next to them are git files
+        outs = sorted(f for p in cached for f in ([p] if p.is_file() else p.rglob("*")) if f.is_file())
         shutil.rmtree(work / ".dvc" / "cache", ignore_errors=True)
-        for d in ("runs", "results/figures", "data/prepared"):
-            shutil.rmtree(work / d, ignore_errors=True)
+        for p in cached:
+            shutil.rmtree(p) if p.is_dir() else p.unlink()
         sh([dvc, "pull"], work, env)
         missing = [str(p.relative_to(work)) for p in outs if not p.exists()]
         if missing:
             raise RuntimeError(f"dvc pull did not restore {len(missing)} file(s), e.g. {missing[:5]}")
+        st = sh([dvc, "status"], work, env).stdout
+        if "up to date" not in st:
+            raise RuntimeError(f"`dvc status` after push, delete and pull is not clean:\n{st}")
         times["push_pull"] = time.time() - t
         print("smoke pipeline OK: " + ", ".join(f"{k} {v:.1f}s" for k, v in times.items()))
         print(r.stdout[-1500:])
