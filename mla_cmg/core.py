@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_core.ipynb #c002
 from __future__ import annotations
-import contextlib, csv, dataclasses, io, json, os, random, sys, tempfile
+import contextlib, csv, dataclasses, io, json, os, random, sys, tempfile, zipfile
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
@@ -184,12 +184,19 @@ def save_csv(path, rows: Iterable[Mapping], fieldnames: list | None = None) -> P
     return atomic_write_text(path, buf.getvalue())
 
 def save_npz(path, **arrays) -> Path:
-    "Write arrays to a compressed `.npz` atomically (object arrays are rejected)."
+    "Write arrays to a compressed `.npz` atomically and byte-reproducibly (fixed zip timestamps; object arrays are rejected)."
     for k, a in arrays.items():
         if np.asarray(a).dtype == object:
             raise TypeError(f"save_npz: array '{k}' has dtype object; convert it (strings -> np.str_ array)")
+    # np.savez stamps each member with the current time; a fixed stamp makes equal arrays give equal files (and
+    # equal DVC hashes)
     with atomic_path(path) as tmp:
-        with open(tmp, "wb") as f: np.savez_compressed(f, **arrays)
+        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as z:
+            for k, a in arrays.items():
+                info = zipfile.ZipInfo(f"{k}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+                info.compress_type, info.external_attr = zipfile.ZIP_DEFLATED, 0o644 << 16
+                with z.open(info, "w", force_zip64=True) as f:
+                    np.lib.format.write_array(f, np.asanyarray(a), allow_pickle=False)
     return Path(path)
 
 def load_npz_arrays(path) -> dict:

@@ -14,7 +14,7 @@ import yaml
 from .core import ConfigError, deep_merge, load_json, read_yaml, save_json
 
 # %% auto #0
-__all__ = ['run_plan', 'apply_profile', 'run_notebook', 'run_all', 'summarize', 'main']
+__all__ = ['run_plan', 'apply_profile', 'run_all', 'summarize', 'main']
 
 # %% ../nbs/05_runner.ipynb #c003
 def _section(d: dict, key: str, where: str):
@@ -74,10 +74,6 @@ def _execute(notebook, parameters: dict, kernel: str, cwd: str) -> tuple[str, fl
         msg = "\n".join(str(e).strip().splitlines()[-25:])
         raise RuntimeError(f"{notebook} failed for seed {parameters.get('seed')} (record: {out_nb}):\n{type(e).__name__}: {msg}") from None
     return str(out_dir), time.time() - t0
-
-def run_notebook(notebook, parameters: dict, kernel: str = "mla_cmg", cwd=".", log=None) -> Path:
-    "Execute `notebook` with papermill into `<cwd>/<out_dir>/run.ipynb`; raise with the record's path on failure."
-    return run_all(notebook, [parameters], jobs=1, kernel=kernel, cwd=cwd, log=log)[0]
 
 def run_all(notebook, param_sets: list, jobs: int = 2, kernel: str = "mla_cmg", cwd=".", log=sys.stderr) -> list:
     "Run the parameter sets side by side in `jobs` forked processes; return their output folders in order."

@@ -11,12 +11,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..core import atomic_path, load_npz_arrays
+from ..core import load_npz_arrays, save_npz
 from ..metrics import probe_proba
 
 # %% auto #0
-__all__ = ['SPLITS', 'MMData', 'stratified_split', 'check_arrays', 'to_arrays', 'write_npz', 'load_npz', 'save_dataset',
-           'MMDataset', 'collate', 'full_batch', 'random_mask', 'apply_mask', 'standardize', 'linear_probe']
+__all__ = ['SPLITS', 'MMData', 'stratified_split', 'check_arrays', 'to_arrays', 'load_npz', 'save_dataset', 'MMDataset',
+           'collate', 'full_batch', 'random_mask', 'apply_mask', 'standardize', 'linear_probe']
 
 # %% ../../nbs/10_data_format.ipynb #c005
 SPLITS = ("train", "val", "test")
@@ -211,17 +211,6 @@ def to_arrays(data: MMData) -> dict:
     out["classes"] = np.asarray([str(c) for c in data.classes])
     return out
 
-def write_npz(path, arrays: dict) -> Path:
-    "Write arrays to a compressed `.npz` atomically and byte-reproducibly (fixed zip timestamps, no pickle)."
-    with atomic_path(path) as tmp:
-        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as z:
-            for k, a in arrays.items():
-                info = zipfile.ZipInfo(f"{k}.npy", date_time=(1980, 1, 1, 0, 0, 0))
-                info.compress_type, info.external_attr = zipfile.ZIP_DEFLATED, 0o644 << 16
-                with z.open(info, "w", force_zip64=True) as f:
-                    np.lib.format.write_array(f, np.asanyarray(a), allow_pickle=False)
-    return Path(path)
-
 def load_npz(path, seed: int = 0, val_frac: float = 0.15, test_frac: float = 0.15) -> MMData:
     "Read and validate a dataset file; draw a stratified split from `seed` when it has no `split`."
     path = Path(path)
@@ -239,7 +228,7 @@ def save_dataset(path, data: MMData) -> Path:
     "Validate `data` and write it atomically in the on-disk format."
     arrays = to_arrays(data)
     check_arrays(arrays, where=f"{path} (before writing)")
-    return write_npz(path, arrays)
+    return save_npz(path, **arrays)
 
 # %% ../../nbs/10_data_format.ipynb #c017
 class MMDataset(torch.utils.data.Dataset):
