@@ -42,6 +42,12 @@ def make_copy(dst: Path) -> Path:
     return dst
 
 
+def require_clean(dvc, work, env, when):
+    st = sh([dvc, "status"], work, env).stdout
+    if "up to date" not in st:
+        raise RuntimeError(f"`dvc status` {when} is not clean:\n{st}")
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--keep", action="store_true", help="keep the temporary copy")
@@ -58,9 +64,7 @@ def main(argv=None):
         t = time.time(); r2 = sh([dvc, "repro"], work, env); times["repro_again"] = time.time() - t
         if "Running stage" in r2.stdout:
             raise RuntimeError(f"second `dvc repro` reran stages:\n{r2.stdout[-3000:]}")
-        st = sh([dvc, "status"], work, env).stdout
-        if "up to date" not in st:
-            raise RuntimeError(f"`dvc status` after repro is not clean:\n{st}")
+        require_clean(dvc, work, env, "after repro")
         t = time.time()
         sh([dvc, "push"], work, env)
         cached = [work / "runs", work / "results" / "figures", work / "results" / "tables",
@@ -73,9 +77,7 @@ def main(argv=None):
         missing = [str(p.relative_to(work)) for p in outs if not p.exists()]
         if missing:
             raise RuntimeError(f"dvc pull did not restore {len(missing)} file(s), e.g. {missing[:5]}")
-        st = sh([dvc, "status"], work, env).stdout
-        if "up to date" not in st:
-            raise RuntimeError(f"`dvc status` after push, delete and pull is not clean:\n{st}")
+        require_clean(dvc, work, env, "after push, delete and pull")
         times["push_pull"] = time.time() - t
         print("smoke pipeline OK: " + ", ".join(f"{k} {v:.1f}s" for k, v in times.items()))
         print(r.stdout[-1500:])
