@@ -17,8 +17,8 @@ import yaml
 # %% auto #0
 __all__ = ['seed_everything', 'set_threads', 'get_device', 'ConfigError', 'from_dict', 'read_yaml', 'load_params', 'deep_merge',
            'run_dir', 'atomic_path', 'atomic_write_bytes', 'atomic_write_text', 'save_json', 'load_json', 'save_csv',
-           'save_npz', 'load_npz_arrays', 'save_checkpoint', 'load_checkpoint', 'rng_state', 'set_rng_state',
-           'render_readme']
+           'save_npz', 'load_npz_arrays', 'save_checkpoint', 'load_checkpoint', 'config_hash', 'claim_run_dir',
+           'rng_state', 'set_rng_state', 'render_readme']
 
 # %% ../nbs/00_core.ipynb #c004
 def seed_everything(seed: int, deterministic: bool = False) -> int:
@@ -215,6 +215,35 @@ def load_checkpoint(path, map_location="cpu") -> dict:
     return torch.load(path, map_location=map_location, weights_only=True)
 
 # %% ../nbs/00_core.ipynb #c023
+def config_hash(config: Mapping) -> str:
+    "sha256 of a configuration's canonical JSON (sorted keys)."
+    import hashlib
+    return hashlib.sha256(json.dumps(config, sort_keys=True, default=_jsonable).encode()).hexdigest()
+
+def _diff_keys(a, b, prefix: str = "") -> list:
+    if isinstance(a, Mapping) and isinstance(b, Mapping):
+        return [d for k in sorted(set(a) | set(b)) for d in _diff_keys(a.get(k, "<absent>"), b.get(k, "<absent>"), f"{prefix}{k}.")]
+    return [] if a == b else [f"{prefix[:-1]}: {a!r} -> {b!r}"]
+
+def claim_run_dir(out_dir, config: Mapping, fresh: bool = False) -> Path:
+    "Create `out_dir` for `config`, or resume it if it was made with the same one; another configuration is a ConfigError (or, with `fresh`, a clean start)."
+    out_dir = Path(out_dir)
+    rec = out_dir / "config.json"
+    config = json.loads(json.dumps(config, default=_jsonable))            # tuples -> lists, as they come back from JSON
+    if rec.exists():
+        old = load_json(rec).get("config")
+        if old != config:
+            if not fresh:
+                diff = _diff_keys(old or {}, config)
+                raise ConfigError(f"{out_dir}: this folder holds a run made with another configuration "
+                                  f"({len(diff)} difference(s): {'; '.join(diff[:8])}{' ...' if len(diff) > 8 else ''}). "
+                                  "Use another out_dir, delete the folder, or start fresh (fresh=True) to replace it.")
+            run_dir(out_dir, clean=True)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    save_json(rec, {"config": config, "sha256": config_hash(config)})
+    return out_dir
+
+# %% ../nbs/00_core.ipynb #c026
 def rng_state() -> dict:
     "The states of python, numpy and torch RNGs as checkpoint-safe tensors and lists."
     import torch
@@ -235,7 +264,7 @@ def set_rng_state(st: dict) -> None:
     v = json.loads(st["python"]); random.setstate((v[0], tuple(v[1]), v[2]))
     if "cuda" in st and torch.cuda.is_available(): torch.cuda.set_rng_state_all(st["cuda"])
 
-# %% ../nbs/00_core.ipynb #c026
+# %% ../nbs/00_core.ipynb #c029
 def render_readme(nb_path="nbs/index.ipynb", out="README.md", results="results/summary.md") -> Path:
     "Export the index notebook to markdown as the repository README, with the pipeline's results inserted."
     import nbformat

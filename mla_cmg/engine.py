@@ -38,6 +38,7 @@ class TrainConfig:
     select_mode: str = "max"         # 'max' | 'min'
     seed: int = 0
     progress: bool = True
+    log_steps: bool = False          # keep every step's logs (FitResult.steps, run_dir/steps.csv)
 
     def __post_init__(self):
         if self.optimizer not in ("sgd", "adam", "adamw"):
@@ -68,11 +69,11 @@ class StepContext:
 
 class Method(nn.Module):
     "Base class of everything `fit` trains. Subclasses implement `training_step` and `evaluate`."
-    aux_modules: tuple = ()   # sub-modules with their own optimizers, left out of the main optimizer
+    aux_modules: tuple = ()   # sub-modules with their own optimizers, left out of the main optimizer (None = absent)
 
     def optim_params(self) -> list:
         "Parameters of the main optimizer: all but those of `aux_modules`."
-        aux = {id(p) for n in self.aux_modules for p in getattr(self, n).parameters()}
+        aux = {id(p) for n in self.aux_modules if getattr(self, n, None) is not None for p in getattr(self, n).parameters()}
         return [p for p in self.parameters() if p.requires_grad and id(p) not in aux]
 
     def training_step(self, batch, ctx: StepContext) -> dict:
@@ -115,7 +116,7 @@ def make_optimizer(params, cfg: TrainConfig) -> torch.optim.Optimizer:
     try: return cls(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
     except (RuntimeError, ValueError): return cls(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
-# %% ../nbs/02_engine.ipynb #c010
+# %% ../nbs/02_engine.ipynb #c011
 @dataclass
 class FitResult:
     "What a training run returns: the per-epoch history and the selected model's scores."
@@ -127,6 +128,7 @@ class FitResult:
     protocol: str            # 'val' or 'last'
     official_epoch: int | None = None   # best epoch on test (the official scripts' protocol; optimistic)
     official_test: dict = field(default_factory=dict)
+    steps: list = field(default_factory=list)   # per-step logs, when cfg.log_steps
 
 def _better(a, b, mode):
     if b is None: return True
@@ -161,7 +163,7 @@ def fit(method: Method, train_ds: Dataset, val_ds: Dataset | None = None, test_d
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=cfg.lr_step, gamma=cfg.lr_gamma)
     run_dir = Path(run_dir) if run_dir is not None else None
     last, best_path = (run_dir / "last.pt", run_dir / "best.pt") if run_dir else (None, None)
-    history, start, best_score, best_epoch, best_state = [], 0, None, -1, None
+    history, steps, start, best_score, best_epoch, best_state = [], [], 0, None, -1, None
     if resume and last is not None and last.exists():
         ck = load_checkpoint(last, map_location=device)
         if ck["cfg"] != _cfg_dict(cfg):
@@ -170,6 +172,7 @@ def fit(method: Method, train_ds: Dataset, val_ds: Dataset | None = None, test_d
         method.load_state_dict(ck["model"]); opt.load_state_dict(ck["optimizer"]); sched.load_state_dict(ck["scheduler"])
         method.load_extra_state(ck["extra"]); set_rng_state(ck["rng"])
         history, start, best_score, best_epoch = ck["history"], ck["epoch"] + 1, ck["best_score"], ck["best_epoch"]
+        steps = ck.get("steps", [])
         if best_path.exists(): best_state = load_checkpoint(best_path, map_location=device)["model"]
     else:
         seed_everything(cfg.seed)
@@ -186,7 +189,9 @@ def fit(method: Method, train_ds: Dataset, val_ds: Dataset | None = None, test_d
         for i, batch in enumerate(loader):
             ctx = StepContext(epoch, i, len(loader), global_step, opt, params, cfg.grad_clip)
             logs = method.training_step(to_device(batch, device), ctx)
-            for k, v in logs.items(): sums[k] = sums.get(k, 0.0) + float(v)
+            logs = {k: float(v) for k, v in logs.items()}
+            for k, v in logs.items(): sums[k] = sums.get(k, 0.0) + v
+            if cfg.log_steps: steps.append({"step": global_step, "epoch": epoch, **logs})
             n += 1; global_step += 1
             if on_batch_end is not None: on_batch_end(ctx, logs)
         row = {"epoch": epoch, "lr": opt.param_groups[0]["lr"]}
@@ -204,8 +209,9 @@ def fit(method: Method, train_ds: Dataset, val_ds: Dataset | None = None, test_d
         if last is not None:
             save_checkpoint(last, {"model": method.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
                                    "extra": method.extra_state(), "rng": rng_state(), "epoch": epoch, "history": history,
-                                   "best_score": best_score, "best_epoch": best_epoch, "cfg": _cfg_dict(cfg)})
+                                   "best_score": best_score, "best_epoch": best_epoch, "cfg": _cfg_dict(cfg), "steps": steps})
             save_csv(run_dir / "history.csv", history)
+            if steps: save_csv(run_dir / "steps.csv", steps)
         bar.set_postfix({k: f"{v:.3g}" for k, v in row.items() if k.startswith(("train_loss", f"val_{cfg.select_metric}"))})
     bar.close()
     epochs_run = len(history)
@@ -214,7 +220,7 @@ def fit(method: Method, train_ds: Dataset, val_ds: Dataset | None = None, test_d
     key = f"test_{cfg.select_metric}"
     off = [r for r in history if key in r]
     off_row = (max if cfg.select_mode == "max" else min)(off, key=lambda r: r[key]) if off else None
-    return FitResult(history=history, best_epoch=best_epoch, val=val, test=test, epochs_run=epochs_run,
+    return FitResult(history=history, steps=steps, best_epoch=best_epoch, val=val, test=test, epochs_run=epochs_run,
                      protocol="val" if val_ds is not None else "last",
                      official_epoch=off_row["epoch"] if off_row else None,
                      official_test={k[5:]: v for k, v in off_row.items() if k.startswith("test_")} if off_row else {})

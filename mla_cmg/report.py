@@ -11,7 +11,7 @@ import numpy as np
 from .core import atomic_write_text, load_json, save_json
 
 # %% auto #0
-__all__ = ['collect', 'cell', 'results_table', 'write_table']
+__all__ = ['CMG_LABELS', 'collect', 'cell', 'results_table', 'write_table', 'cmg_columns']
 
 # %% ../nbs/41_report.ipynb #c003
 def collect(root="runs", experiment: str | None = None) -> dict:
@@ -30,14 +30,15 @@ def cell(summary: dict | None, key: str, scale: float = 100.0, digits: int = 1) 
     return f"{m['mean'] * scale:.{digits}f} ± {m['std'] * scale:.{digits}f}"
 
 def results_table(rows: dict, columns: dict, scale: float = 100.0, digits: int = 1, row_header: str = "method") -> tuple[str, dict]:
-    "Markdown table and JSON of `rows = {label: summary}` and `columns = {label: metric key}` (mean ± std)."
+    "Markdown table and JSON of `rows = {label: summary}` and `columns = {label: metric key or (key, scale, digits)}` (mean ± std)."
+    spec = {c: (k, scale, digits) if isinstance(k, str) else tuple(k) for c, k in columns.items()}
     lines = ["| " + " | ".join([row_header, *columns]) + " |", "|" + "---|" * (len(columns) + 1)]
     js = {}
     for r, s in rows.items():
-        lines.append("| " + " | ".join([r, *(cell(s, k, scale, digits) for k in columns.values())]) + " |")
+        lines.append("| " + " | ".join([r, *(cell(s, *kk) for kk in spec.values())]) + " |")
         mets = (s or {}).get("metrics", s or {})
         js[r] = {c: ({"mean": mets[k]["mean"], "std": mets[k]["std"], "n": mets[k]["n"]} if k in mets else None)
-                 for c, k in columns.items()}
+                 for c, (k, _, _) in spec.items()}
     n = sorted({m["n"] for s in rows.values() if s for m in s.get("metrics", s).values()})
     note = f"\n\nmean ± std over {', '.join(map(str, n))} seed(s)." if n else ""
     return "\n".join(lines) + note + "\n", js
@@ -46,3 +47,19 @@ def write_table(path_stem, md: str, js: dict, title: str = "") -> None:
     "Write `<stem>.md` and `<stem>.json` atomically."
     atomic_write_text(f"{path_stem}.md", (f"### {title}\n\n" if title else "") + md)
     save_json(f"{path_stem}.json", js)
+
+# %% ../nbs/41_report.ipynb #c006
+CMG_LABELS = {"full": "Uni-Code (full)", "full_paper_club": "full, paper's CLUB schedule (weight 1 from step 0)",
+              "full_reset_both": "full, paper's reset rule (both)", "full_xattn": "full, cross-attention MM-EMA",
+              "no_club": "w/o CLUB", "no_cpc": "w/o Cross-CPC", "no_mmema": "w/o MM-EMA", "no_reset": "w/o reset",
+              "no_cmcm": "w/o L_cmcm", "no_cpc_cmcm": "w/o Cross-CPC and L_cmcm", "vq": "VQ (shared codebook only)",
+              "vq_nospec": "VQ, code-only decoder", "cmcm": "CMCM (L_cmcm, no DCID)"}
+
+def cmg_columns(mods: list) -> dict:
+    "Columns of a CMG table for modalities `mods`: X→Y and in-modality accuracy (%), perplexity, codes used by all."
+    a, b = mods[:2]
+    cols = {f"{a}→{b}": f"xmod_acc_{a}_to_{b}", f"{b}→{a}": f"xmod_acc_{b}_to_{a}",
+            f"in {a}": f"inmod_acc_{a}", f"in {b}": f"inmod_acc_{b}"}
+    cols.update({f"ppl {m}": (f"test_perplexity_{m}", 1.0, 1) for m in (a, b)})
+    cols["used by both (%)"] = "test_used_all"
+    return cols

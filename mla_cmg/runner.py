@@ -68,7 +68,7 @@ def _execute(notebook, parameters: dict, kernel: str, cwd: str) -> tuple[str, fl
     out_dir = Path(parameters["out_dir"]); out_dir.mkdir(parents=True, exist_ok=True)
     out_nb = out_dir / "run.ipynb"
     try:
-        pm.execute_notebook(str(notebook), str(out_nb), parameters=parameters, kernel_name=kernel, language="python",
+        pm.execute_notebook(str(notebook), str(out_nb), parameters={"params": parameters}, kernel_name=kernel, language="python",
                             progress_bar=False, log_output=False)
     except Exception as e:
         msg = "\n".join(str(e).strip().splitlines()[-25:])

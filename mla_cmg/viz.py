@@ -14,7 +14,8 @@ import numpy as np
 from .core import atomic_path
 
 # %% auto #0
-__all__ = ['save_fig', 'tsne_embed', 'tsne_figure', 'bar_figure', 'curves_figure', 'stacked_figure']
+__all__ = ['save_fig', 'tsne_embed', 'tsne_figure', 'bar_figure', 'curves_figure', 'stacked_figure', 'moving_average',
+           'steps_figure']
 
 # %% ../nbs/40_viz.ipynb #c003
 def save_fig(fig, path, dpi: int = 120) -> Path:
@@ -97,4 +98,28 @@ def stacked_figure(parts: dict, title: str = "", ax=None, ylabel: str = "fractio
         bottom += h
     ax.set_xticks(range(len(names))); ax.set_xticklabels(names, rotation=30, ha="right")
     ax.set_ylabel(ylabel); ax.set_title(title); ax.legend(fontsize=8, loc="lower right")
+    return fig
+
+# %% ../nbs/40_viz.ipynb #c011
+def moving_average(x, window: int) -> np.ndarray:
+    "Trailing moving average of a 1-D series; the first `window - 1` points average what is there so far."
+    x = np.asarray(x, float)
+    c = np.concatenate([[0.0], np.cumsum(x)])
+    i = np.arange(1, len(x) + 1)
+    return (c[i] - c[np.maximum(i - window, 0)]) / np.minimum(i, window)
+
+def steps_figure(runs: dict, panels: list, window: int = 10, title: str = "", xs_key: str = "step"):
+    "One panel per `(column, ylabel)`: mean ± std over seeds of the moving average, for `runs = {label: [rows per seed]}` (rows: dicts of step logs)."
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.2), squeeze=False)
+    for ax, (col, ylabel) in zip(axes[0], panels):
+        curves, xs = {}, None
+        for label, seeds in runs.items():
+            rows = [s for s in seeds if s and col in s[0]]
+            if not rows: continue
+            n = min(len(r) for r in rows)
+            xs = [r[xs_key] for r in rows[0][:n]]
+            curves[label] = [moving_average([r[col] for r in s[:n]], window) for s in rows]
+        if curves: curves_figure(curves, xlabel=xs_key, ylabel=ylabel, ax=ax, xs=xs)
+    if title: fig.suptitle(title)
+    fig.tight_layout()
     return fig

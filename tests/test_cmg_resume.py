@@ -5,7 +5,7 @@ from mla_cmg.core import seed_everything, set_threads
 from mla_cmg.engine import TrainConfig, fit
 from mla_cmg.cmg.model import PairedSeqDataset, UniCode, cmg_config
 
-SMALL = dict(dim=16, n_codes=24, spec_dim=8, enc_ff=32, club_hidden=16, mi_iters=2, reset_after=3)
+SMALL = dict(dim=16, n_codes=24, spec_dim=8, enc_ff=32, club_hidden=16, mi_iters=2, reset_after=3, club_start=2, club_warmup=4)
 
 
 def _data():
@@ -38,9 +38,9 @@ def test_resume_equals_uninterrupted(tmp_path):
     s1, s2 = m1.state_dict(), m2.state_dict()
     assert s1.keys() == s2.keys() and all(torch.equal(s1[k], s2[k]) for k in s1)
     assert int(m2.vq.n_resets) == int(m1.vq.n_resets) and int(m2.train_steps) == int(m1.train_steps) > 0
-    for m in m1.club_opts:                               # CLUB optimizer states were restored, not re-initialised
-        o1, o2 = m1.club_opts[m].state_dict()["state"], m2.club_opts[m].state_dict()["state"]
-        assert o1.keys() == o2.keys() and all(torch.equal(o1[i]["exp_avg"], o2[i]["exp_avg"]) for i in o1)
+    o1, o2 = m1.club_opt.state_dict()["state"], m2.club_opt.state_dict()["state"]   # CLUB optimizer state restored,
+    assert o1.keys() == o2.keys() and all(torch.equal(o1[i]["exp_avg"], o2[i]["exp_avg"]) for i in o1)   # not re-initialised
+    assert r1.history[-1]["train_club_weight"] == 1.0 and r1.history[0]["train_club_weight"] < 1.0   # the schedule ran
 
 
 def test_resume_rejects_other_club_setup(tmp_path):

@@ -9,55 +9,90 @@ import torch
 from torch import nn
 
 # %% auto #0
-__all__ = ['CLUB_NEGATIVES', 'CLUB_TIME_POOLS', 'TemporalCLUB', 'club_inner_steps']
+__all__ = ['CLUB_NEGATIVES', 'CLUB_TIME_POOLS', 'GroupedMLP', 'TemporalCLUB', 'club_inner_steps']
 
 # %% ../../nbs/32_cmg_club.ipynb #c004
 CLUB_NEGATIVES = ("sampled", "all")
 CLUB_TIME_POOLS = ("step", "official")
 
-def _mlp(i: int, h: int, o: int) -> nn.Sequential:
-    return nn.Sequential(nn.Linear(i, h), nn.ReLU(), nn.Linear(h, h), nn.ReLU(), nn.Linear(h, h), nn.ReLU(), nn.Linear(h, o))
+class GroupedMLP(nn.Module):
+    "G independent MLPs of the same shape run as batched matrix products: x [G, N, in] -> [G, N, out]."
+    def __init__(self, groups: int, sizes: list[int]):
+        super().__init__()
+        self.weight = nn.ParameterList([nn.Parameter(torch.empty(groups, i, o)) for i, o in zip(sizes, sizes[1:])])
+        self.bias = nn.ParameterList([nn.Parameter(torch.empty(groups, 1, o)) for o in sizes[1:]])
+        for w, b in zip(self.weight, self.bias):           # nn.Linear's default: U(-1/sqrt(in), 1/sqrt(in))
+            bound = w.shape[1] ** -0.5
+            nn.init.uniform_(w, -bound, bound); nn.init.uniform_(b, -bound, bound)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for k, (w, b) in enumerate(zip(self.weight, self.bias)):
+            x = torch.baddbmm(b, x, w)                                            # g n o
+            if k < len(self.weight) - 1: x = x.relu_()                          # in place: baddbmm keeps no output
+        return x
 
 class TemporalCLUB(nn.Module):
-    "Sampled CLUB with a diagonal-Gaussian q(y|x) applied per time step of [B,T,·] sequences."
-    def __init__(self, x_dim: int, y_dim: int, hidden: int = 128, negatives: str = "sampled", time_pool: str = "step"):
+    "Sampled CLUB with a diagonal-Gaussian q(y|x) per time step of [B,T,·] sequences; `groups` independent estimators at once."
+    def __init__(self, x_dim: int, y_dim: int, hidden: int = 128, negatives: str = "sampled", time_pool: str = "step",
+                 groups: int = 1):
         super().__init__()
         if negatives not in CLUB_NEGATIVES: raise ValueError(f"negatives must be one of {list(CLUB_NEGATIVES)}, got {negatives!r}")
         if time_pool not in CLUB_TIME_POOLS: raise ValueError(f"time_pool must be one of {list(CLUB_TIME_POOLS)}, got {time_pool!r}")
-        self.negatives, self.time_pool = negatives, time_pool
-        self.mu = _mlp(x_dim, hidden, y_dim)
-        self.logvar = nn.Sequential(_mlp(x_dim, hidden, y_dim), nn.Tanh())
+        if groups < 1: raise ValueError(f"groups must be >= 1, got {groups}")
+        self.negatives, self.time_pool, self.groups = negatives, time_pool, groups
+        self.nets = GroupedMLP(2 * groups, [x_dim, hidden, hidden, hidden, y_dim])   # mu nets, then logvar nets
+
+    def _grouped(self, x: torch.Tensor, y: torch.Tensor):
+        "x, y as [G,B,T,·]; a single estimator (groups=1) also takes [B,T,·]."
+        if x.dim() == 3 and self.groups == 1: x, y = x[None], y[None]
+        if x.dim() != 4 or x.shape[0] != self.groups or y.shape[:3] != x.shape[:3]:
+            raise ValueError(f"TemporalCLUB(groups={self.groups}) expects x [G,B,T,Dx] and y [G,B,T,Dy] with G={self.groups}, "
+                             f"got {list(x.shape)} and {list(y.shape)}")
+        return x, y
+
+    def gaussian(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        "mu(x), logvar(x) (logvar through Tanh) of x [G,B,T,Dx], every group through its own pair of nets."
+        G, B, T, _ = x.shape
+        out = self.nets(x.reshape(G, B * T, -1).repeat(2, 1, 1)).view(2, G, B, T, -1)
+        return out[0], out[1].tanh()
 
     def loglik(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        "Mean Gaussian log-likelihood (up to a constant) of y [B,T,Dy] given x [B,T,Dx]: the estimator's objective."
-        mu, lv = self.mu(x), self.logvar(x)
-        return (0.5 * (-(mu - y) ** 2 / lv.exp() - lv)).sum(-1).mean()
+        "Mean Gaussian log-likelihood (up to a constant) of y given x: the estimator's objective, per group [G] (scalar for one)."
+        single = x.dim() == 3
+        x, y = self._grouped(x, y)
+        mu, lv = self.gaussian(x)
+        ll = torch.addcmul(lv, (mu - y).square(), lv.neg().exp_()).sum(-1).mean((1, 2)).mul(-0.5)   # g
+        return ll[0] if single else ll
 
     def learning_loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        "What the estimator minimises: the negative log-likelihood."
-        return -self.loglik(x, y)
+        "What the estimators minimise: the negative log-likelihood, summed over groups (each group gets its own gradient)."
+        return -self.loglik(x, y).sum()
 
     def forward(self, x: torch.Tensor, y: torch.Tensor, negatives: str | None = None) -> torch.Tensor:
-        "The CLUB estimate of I(x; y) (differentiable in x and y)."
+        "The CLUB estimate of I(x; y) per group [G] (scalar for one), differentiable in x and y."
         neg = negatives or self.negatives
         if neg not in CLUB_NEGATIVES: raise ValueError(f"negatives must be one of {list(CLUB_NEGATIVES)}, got {neg!r}")
-        mu, lv = self.mu(x), self.logvar(x)
+        single = x.dim() == 3
+        x, y = self._grouped(x, y)
+        mu, lv = self.gaussian(x)                                                    # g b t dy
+        if neg == "sampled":                                                         # one shuffled partner per sample
+            perm = torch.rand(y.shape[:2], device=y.device).argsort(1)              # g b
+            y_neg = torch.gather(y, 1, perm[:, :, None, None].expand_as(y))
         if self.time_pool == "official":
-            var = lv.mean(1).exp()                                               # b dy
-            pos = -((mu - y) ** 2).mean(1) / var
-            if neg == "sampled":
-                negv = -((mu - y[torch.randperm(y.shape[0], device=y.device)]) ** 2).mean(1) / var
-            else:
-                negv = -((mu[:, None] - y[None]) ** 2).mean(2).mean(1) / var      # b j t dy -> b dy
-            return (pos.sum(-1) - negv.sum(-1)).mean() / 2
-        var = lv.exp()
-        pos = -(mu - y) ** 2 / var                                               # b t dy
-        if neg == "sampled":
-            negv = -(mu - y[torch.randperm(y.shape[0], device=y.device)]) ** 2 / var
-        else:   # mean_j (mu_b - y_j)^2 = (mu_b - mean_j y_j)^2 + var_j(y_j), per (t, d)
-            ym, yv = y.mean(0, keepdim=True), y.var(0, unbiased=False, keepdim=True)
-            negv = -((mu - ym) ** 2 + yv) / var
-        return 0.5 * (pos - negv).sum(-1).mean()
+            var = lv.mean(2).exp()                                                   # g b dy
+            pos = -((mu - y) ** 2).mean(2) / var
+            if neg == "sampled": negv = -((mu - y_neg) ** 2).mean(2) / var
+            else: negv = -((mu[:, :, None] - y[:, None]) ** 2).mean(3).mean(2) / var   # g b j t dy -> g b dy
+            est = (pos.sum(-1) - negv.sum(-1)).mean(1) / 2
+        else:
+            var = lv.exp()
+            pos = -(mu - y) ** 2 / var                                               # g b t dy
+            if neg == "sampled": negv = -(mu - y_neg) ** 2 / var
+            else:   # mean_j (mu_b - y_j)^2 = (mu_b - mean_j y_j)^2 + var_j(y_j), per (t, d)
+                ym, yv = y.mean(1, keepdim=True), y.var(1, unbiased=False, keepdim=True)
+                negv = -((mu - ym) ** 2 + yv) / var
+            est = 0.5 * (pos - negv).sum(-1).mean((1, 2))
+        return est[0] if single else est
 
     mi_est = forward
 

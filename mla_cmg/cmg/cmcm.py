@@ -9,19 +9,43 @@ from itertools import combinations
 import torch
 import torch.nn.functional as F
 
+from .vq import code_distances
+
 # %% auto #0
-__all__ = ['CMCM_FORMS', 'code_distribution', 'cmcm_similarity', 'cmcm_pair_loss', 'cmcm_loss']
+__all__ = ['CMCM_FORMS', 'SoftCodes', 'code_distribution', 'mean_code_distribution', 'cmcm_similarity', 'cmcm_pair_loss',
+           'cmcm_loss']
 
 # %% ../../nbs/31_cmg_cmcm.ipynb #c004
 CMCM_FORMS = ("paper", "code")
 
+class SoftCodes(torch.autograd.Function):
+    "P = mean_t softmax_k(-||z_t - e_k||) of z [B,T,D] from given squared distances d2 [B,T,M]; gradient to z only."
+    @staticmethod
+    def forward(ctx, z, codebook, d2):
+        nd = d2.clamp_min(1e-12).sqrt_().neg_()                                  # -||z - e_k||, as the code (not squared)
+        p = torch.softmax(nd, dim=-1)                                            # b t m
+        ctx.save_for_backward(z, codebook, nd, p)
+        return p.mean(1)                                                         # b m
+
+    @staticmethod
+    def backward(ctx, gP):
+        z, codebook, nd, p = ctx.saved_tensors
+        g = (gP / p.shape[1]).unsqueeze(1)                                       # b 1 m: the same for every t
+        s = torch.matmul(p, g.transpose(1, 2))                                   # b t 1: sum_k g_k p_k
+        c = (g - s).mul_(p).div_(nd)                                             # b t m: dL/dd_k / d_k
+        grad_z = torch.addmm((z * c.sum(-1, keepdim=True)).flatten(0, 1), c.flatten(0, 1), codebook, alpha=-1)
+        return grad_z.view_as(z), None, None
+
 def code_distribution(z: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
     "Soft code assignment softmax(-||z - e_k||) per time step: z [B,T,D] -> [B,T,M] (codebook held constant)."
+    d = code_distances(z, codebook.detach()).clamp_min(1e-12).sqrt()          # Euclidean (not squared), as the code
+    return torch.softmax(-d, dim=-1)                                           # b t m
+
+def mean_code_distribution(z: torch.Tensor, codebook: torch.Tensor, d2: torch.Tensor | None = None) -> torch.Tensor:
+    "P_b = mean_t code_distribution(z)_bt: [B,T,D] -> [B,M], fused (`SoftCodes`); `d2` = the quantizer's squared distances."
     cb = codebook.detach()
-    flat = z.reshape(-1, z.shape[-1])                                          # (b t) d
-    d2 = flat.pow(2).sum(-1, keepdim=True) - 2 * flat @ cb.T + cb.pow(2).sum(-1)
-    d = d2.clamp_min(1e-12).sqrt()                                             # Euclidean (not squared), as the code
-    return torch.softmax(-d, dim=-1).view(*z.shape[:-1], cb.shape[0])         # b t m
+    d2 = code_distances(z.detach(), cb) if d2 is None else d2.detach()
+    return SoftCodes.apply(z, cb, d2)                                          # b m
 
 def cmcm_similarity(Pa: torch.Tensor, Pb: torch.Tensor, form: str = "paper", eps: float = 1e-10) -> torch.Tensor:
     "S[i,j] between sequence-level code distributions Pa, Pb [B,M]: negative symmetric cross-entropy ('paper') or the code's form."
@@ -33,9 +57,10 @@ def cmcm_pair_loss(Pa: torch.Tensor, Pb: torch.Tensor, form: str = "paper") -> t
     "Row-wise InfoNCE over S: the paired sample j = i must be the most similar."
     return -torch.log_softmax(cmcm_similarity(Pa, Pb, form), dim=1).diagonal().mean()
 
-def cmcm_loss(z: dict[str, torch.Tensor], codebook: torch.Tensor, form: str = "paper") -> torch.Tensor:
+def cmcm_loss(z: dict[str, torch.Tensor], codebook: torch.Tensor, form: str = "paper",
+              d2: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
     "L_cmcm: mean over modality pairs of the code-matching InfoNCE between time-averaged code distributions."
     mods = list(z)
     if len(mods) < 2: raise ValueError(f"L_cmcm needs at least two modalities, got {mods}")
-    P = {m: code_distribution(v, codebook).mean(1) for m, v in z.items()}   # b m
+    P = {m: mean_code_distribution(v, codebook, None if d2 is None else d2[m]) for m, v in z.items()}   # b m
     return torch.stack([cmcm_pair_loss(P[a], P[b], form) for a, b in combinations(mods, 2)]).mean()

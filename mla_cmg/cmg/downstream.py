@@ -118,19 +118,20 @@ class CodeDataset(torch.utils.data.Dataset):
 @dataclass
 class DownstreamConfig:
     "Head optimisation (official: Adam 4e-4, batch 80, clip 0.5, lr x0.5 at epochs 10 and 20, 30 epochs) and retrieval ks."
-    epochs: int = 30
-    batch_size: int = 80
-    lr: float = 4e-4
-    grad_clip: float = 0.5
-    lr_step: int = 10
-    lr_gamma: float = 0.5
-    hidden: int | None = None
+    head_epochs: int = 30
+    head_batch_size: int = 80
+    head_lr: float = 4e-4
+    head_grad_clip: float = 0.5
+    head_lr_step: int = 10
+    head_lr_gamma: float = 0.5
+    head_hidden: int | None = None
     ks: tuple = (1, 5, 10)
 
     def train_config(self, seed: int, select_metric: str = "acc") -> TrainConfig:
-        return TrainConfig(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, grad_clip=self.grad_clip,
-                           lr_step=self.lr_step, lr_gamma=self.lr_gamma, select_metric=select_metric, select_mode="max",
-                           seed=seed, progress=False)
+        "The engine's settings for one head (selected on the source modality's val split)."
+        return TrainConfig(epochs=self.head_epochs, batch_size=self.head_batch_size, lr=self.head_lr,
+                           grad_clip=self.head_grad_clip, lr_step=self.head_lr_step, lr_gamma=self.head_lr_gamma,
+                           select_metric=select_metric, select_mode="max", seed=seed, progress=False)
 
 def _rows(data, split, m): return np.flatnonzero((data.split == split) & data.mask[m])
 
@@ -149,7 +150,7 @@ def transfer_scores(codes: dict, data, task: str = "cls", cfg: DownstreamConfig 
     out = {}
     for src in mods:
         seed_everything(seed)
-        head = SeqClassifier(D, n_out, cfg.hidden) if task == "cls" else SegmentClassifier(D, n_out, cfg.hidden)
+        head = SeqClassifier(D, n_out, cfg.head_hidden) if task == "cls" else SegmentClassifier(D, n_out, cfg.head_hidden)
         method = HeadMethod(head, task, multilabel)
         val = ds(src, "val")
         fit(method, ds(src, "train"), val if len(val) else None, cfg=cfg.train_config(seed), device="cpu")
@@ -185,10 +186,10 @@ def retrieval_scores(q_idx: torch.Tensor, g_idx: torch.Tensor, n_codes: int, y=N
     return out
 
 # %% ../../nbs/35_cmg_downstream.ipynb #c019
-def downstream_eval(model, data, cfg: DownstreamConfig | None = None, seed: int = 0) -> dict[str, float]:
-    "Classification, localization (if `seg_y`), retrieval and codebook health on the test split."
+def downstream_eval(model, data, cfg: DownstreamConfig | None = None, seed: int = 0, codes: dict | None = None) -> dict[str, float]:
+    "Classification, localization (if `seg_y`), retrieval and codebook health on the test split (`codes`: `extract_codes`' result, if at hand)."
     cfg = cfg or DownstreamConfig()
-    codes = extract_codes(model, data)
+    codes = codes or extract_codes(model, data)
     mods = model.mods
     res = {"n_train": int((data.split == "train").sum()), "n_test": int((data.split == "test").sum()),
            "chance_acc": float(np.bincount(data.y[data.split == "test"], minlength=data.n_classes).max()

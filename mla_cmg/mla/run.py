@@ -125,7 +125,8 @@ def split_params(flat: dict) -> tuple:
     if unknown:
         raise ConfigError(f"unknown MLA parameter(s) {sorted(unknown)}; allowed: "
                           f"{sorted(set().union(*names.values()) | set(RUN_KEYS))}")
-    return MethodConfig(**parts[MethodConfig]), EncoderConfig(**parts[EncoderConfig]), TrainConfig(**parts[TrainConfig]), run
+    return (MethodConfig(**parts[MethodConfig]), EncoderConfig(**parts[EncoderConfig]),
+            TrainConfig(**{"progress": False, **parts[TrainConfig]}), run)
 
 # %% ../../nbs/23_mla_run.ipynb #c015
 def reselect(history: list, key: str, mode: str = "max") -> tuple:
