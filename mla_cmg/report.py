@@ -11,7 +11,7 @@ import numpy as np
 from .core import atomic_write_text, load_json, save_json
 
 # %% auto #0
-__all__ = ['CMG_LABELS', 'collect', 'cell', 'results_table', 'write_table', 'cmg_columns']
+__all__ = ['CMG_LABELS', 'CMG_CLAIMS', 'collect', 'cell', 'results_table', 'write_table', 'cmg_columns', 'compare', 'cmg_claims']
 
 # %% ../nbs/41_report.ipynb #c003
 def collect(root="runs", experiment: str | None = None) -> dict:
@@ -63,3 +63,38 @@ def cmg_columns(mods: list) -> dict:
     cols.update({f"ppl {m}": (f"test_perplexity_{m}", 1.0, 1) for m in (a, b)})
     cols["used by both (%)"] = "test_used_all"
     return cols
+
+# %% ../nbs/41_report.ipynb #c009
+def compare(a: dict | None, b: dict | None, key: str) -> tuple[str, float]:
+    "('higher' | 'lower' | 'same', difference of means) of metric `key` in summary `a` against summary `b` (2 standard errors)."
+    ma, mb = (s.get("metrics", s).get(key) if s else None for s in (a, b))
+    if not ma or not mb: return "n/a", float("nan")
+    d = ma["mean"] - mb["mean"]
+    se = np.sqrt(ma["std"] ** 2 / ma["n"] + mb["std"] ** 2 / mb["n"])
+    return ("higher" if d > 2 * se else "lower" if d < -2 * se else "same"), d
+
+CMG_CLAIMS = [  # (row compared with full, the paper's claim, where the paper says it)
+    ("vq", "a shared codebook alone does not transfer; Uni-Code does", "Table 1, baseline row"),
+    ("cmcm", "Uni-Code beats CMCM (L_cmcm without DCID)", "Table 1"),
+    ("no_club", "CLUB helps", "Table 2, w/o CLUB"),
+    ("no_cpc", "Cross-CPC helps most (without it, transfer collapses)", "Table 2, w/o Cross-CPC"),
+    ("no_mmema", "MM-EMA helps", "Table 2, w/o MM-EMA"),
+    ("no_reset", "the reset of inactive codes helps", "Table 2, w/o reset"),
+    ("no_cmcm", "L_cmcm helps", "Table 2, w/o L_cmcm"),
+]
+
+def cmg_claims(rows: dict, mods: list) -> str:
+    "Markdown list: for each claim of `CMG_CLAIMS` with both rows present, whether full is higher than the row in both directions."
+    a, b = mods[:2]
+    keys = [f"xmod_acc_{a}_to_{b}", f"xmod_acc_{b}_to_{a}"]
+    out = []
+    for v, claim, where in CMG_CLAIMS:
+        if rows.get("full") is None or rows.get(v) is None: continue
+        res = [compare(rows["full"], rows[v], k) for k in keys]
+        verdict = ("reproduces" if all(r == "higher" for r, _ in res) else
+                   "does not reproduce: the row is higher" if all(r == "lower" for r, _ in res) else
+                   "not supported: no difference beyond seed noise in at least one direction"
+                   if not any(r == "lower" for r, _ in res) else "mixed")
+        diffs = ", ".join(f"{x}→{y} {100 * d:+.1f}" for (x, y), (_, d) in zip([(a, b), (b, a)], res))
+        out.append(f"- *{claim}* ({where}): **{verdict}** (full minus {CMG_LABELS.get(v, v)}: {diffs} points)")
+    return "\n".join(out) + ("\n" if out else "")

@@ -14,7 +14,7 @@ import yaml
 from .core import ConfigError, deep_merge, load_json, read_yaml, save_json
 
 # %% auto #0
-__all__ = ['run_plan', 'apply_profile', 'run_all', 'summarize', 'main']
+__all__ = ['KERNEL_START_TIMEOUT', 'run_plan', 'apply_profile', 'run_all', 'summarize', 'main']
 
 # %% ../nbs/05_runner.ipynb #c003
 def _section(d: dict, key: str, where: str):
@@ -52,6 +52,7 @@ def apply_profile(params: dict, name: str | None, where: str = "params.yaml") ->
     return deep_merge(params, profiles[name])
 
 # %% ../nbs/05_runner.ipynb #c009
+KERNEL_START_TIMEOUT = 600   # seconds; papermill's 60 s default is too short when several kernels start on a loaded machine
 _KERNEL_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "PYTHONHASHSEED": "0",
                "MPLBACKEND": "Agg", "TQDM_MININTERVAL": "5"}
 
@@ -69,7 +70,7 @@ def _execute(notebook, parameters: dict, kernel: str, cwd: str) -> tuple[str, fl
     out_nb = out_dir / "run.ipynb"
     try:
         pm.execute_notebook(str(notebook), str(out_nb), parameters={"params": parameters}, kernel_name=kernel, language="python",
-                            progress_bar=False, log_output=False)
+                            progress_bar=False, log_output=False, start_timeout=KERNEL_START_TIMEOUT)
     except Exception as e:
         msg = "\n".join(str(e).strip().splitlines()[-25:])
         raise RuntimeError(f"{notebook} failed for seed {parameters.get('seed')} (record: {out_nb}):\n{type(e).__name__}: {msg}") from None

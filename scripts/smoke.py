@@ -67,8 +67,7 @@ def main(argv=None):
         require_clean(dvc, work, env, "after repro")
         t = time.time()
         sh([dvc, "push"], work, env)
-        cached = [work / "runs", work / "results" / "figures", work / "results" / "tables",
-                  *(work / "data" / "prepared").glob("*.npz")]     # the datasheets next to them are git files
+        cached = [work / "runs", *(work / "data" / "prepared").glob("*.npz")]   # datasheets, tables, figures: git files
         outs = sorted(f for p in cached for f in ([p] if p.is_file() else p.rglob("*")) if f.is_file())
         shutil.rmtree(work / ".dvc" / "cache", ignore_errors=True)
         for p in cached:

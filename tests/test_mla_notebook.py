@@ -17,7 +17,7 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_N
 def _papermill(tmp_path, **params):
     out = tmp_path / "run.ipynb"
     cmd = [sys.executable, "-m", "papermill", str(NB), str(out), "-k", "mla_cmg", "--cwd", str(ROOT),
-           "--no-progress-bar", "-y", json.dumps(params)]
+           "--no-progress-bar", "-y", json.dumps({"params": params})]
     return subprocess.run(cmd, capture_output=True, text=True, env=ENV, timeout=300)
 
 
@@ -51,3 +51,8 @@ def test_bad_parameter_stops_with_clear_error(tmp_path, tiny):
     assert r.returncode != 0
     assert "ConfigError" in r.stderr and "'ewc'" in r.stderr and "owm" in r.stderr
     assert not (tmp_path / "run" / "metrics.json").exists()
+
+
+def test_misspelt_parameter_is_an_error(tmp_path, tiny):
+    r = _papermill(tmp_path, dataset=str(tiny), epochs=1, out_dir=str(tmp_path / "run"), lrr=0.1)
+    assert r.returncode != 0 and "'lrr'" in r.stderr and not (tmp_path / "run").exists()

@@ -24,15 +24,15 @@ class SoftCodes(torch.autograd.Function):
     def forward(ctx, z, codebook, d2):
         nd = d2.clamp_min(1e-12).sqrt_().neg_()                                  # -||z - e_k||, as the code (not squared)
         p = torch.softmax(nd, dim=-1)                                            # b t m
-        ctx.save_for_backward(z, codebook, nd, p)
+        ctx.save_for_backward(z, codebook, p, p / nd)                            # p and -p/d for the backward
         return p.mean(1)                                                         # b m
 
     @staticmethod
     def backward(ctx, gP):
-        z, codebook, nd, p = ctx.saved_tensors
+        z, codebook, p, r = ctx.saved_tensors
         g = (gP / p.shape[1]).unsqueeze(1)                                       # b 1 m: the same for every t
         s = torch.matmul(p, g.transpose(1, 2))                                   # b t 1: sum_k g_k p_k
-        c = (g - s).mul_(p).div_(nd)                                             # b t m: dL/dd_k / d_k
+        c = torch.mul(r, g).addcmul_(r, s, value=-1)                             # b t m: -p_k (g_k - s) / d_k
         grad_z = torch.addmm((z * c.sum(-1, keepdim=True)).flatten(0, 1), c.flatten(0, 1), codebook, alpha=-1)
         return grad_z.view_as(z), None, None
 

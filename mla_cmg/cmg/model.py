@@ -4,7 +4,7 @@
 
 # %% ../../nbs/34_cmg_model.ipynb #c002
 from __future__ import annotations
-import dataclasses
+import contextlib, dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,7 +23,7 @@ from .vq import (COMMIT_SCALES, EMA_ORDERS, MM_EMA_MODES, RESET_RULES, RESET_STA
 
 # %% auto #0
 __all__ = ['SWITCHES', 'VARIANTS', 'CKPT_FORMAT', 'CMGConfig', 'cmg_config', 'SemanticEncoder', 'SpecificEncoder', 'Decoder',
-           'UniCode', 'save_pretrained', 'load_pretrained', 'PairedSeqDataset']
+           'frozen', 'UniCode', 'save_pretrained', 'load_pretrained', 'PairedSeqDataset']
 
 # %% ../../nbs/34_cmg_model.ipynb #c005
 SWITCHES = ("club", "cpc", "mmema", "cross_commit", "reset", "cmcm", "specific")
@@ -162,6 +162,15 @@ class Decoder(nn.Module):
         return self.out(h)
 
 # %% ../../nbs/34_cmg_model.ipynb #c011
+@contextlib.contextmanager
+def frozen(module: nn.Module):
+    "Within the block, `module`'s parameters take no gradient (autograd records this when the graph is built)."
+    flags = [(p, p.requires_grad) for p in module.parameters()]
+    for p, _ in flags: p.requires_grad_(False)
+    try: yield module
+    finally:
+        for p, f in flags: p.requires_grad_(f)
+
 class UniCode(Method):
     "Uni-Code (DCID + MM-EMA + reset + L_cmcm) and its ablations/baselines, as a `Method` for `engine.fit`."
     aux_modules = ("club",)
@@ -218,8 +227,8 @@ class UniCode(Method):
         "Unweighted loss terms of the switched-on components (the CLUB estimate without a graph when `club_grad` is False)."
         cfg, vq = self.cfg, out["vq"]
         t = {"recon": sum(F.mse_loss(out["rec"][m], x[m]) for m in self.mods), "commit": vq.commit_loss}
-        if cfg.club:
-            with torch.set_grad_enabled(club_grad and torch.is_grad_enabled()):
+        if cfg.club:   # the estimator is a fixed critic here: gradients flow to q and s, never to its own weights
+            with torch.set_grad_enabled(club_grad and torch.is_grad_enabled()), frozen(self.club):
                 t["club"] = self.club(self._stack(vq.q), self._stack(out["s"]), negatives=club_negatives).sum()
         if cfg.cpc:
             cpc = self.cpc(out["z"]); t["cpc"] = cpc["loss"]; t["cpc_acc"] = cpc["acc"]
@@ -251,9 +260,7 @@ class UniCode(Method):
         loss.backward()
         ctx.step()
         self.train_steps.add_(1)
-        if self.club is not None:
-            for p in self.club.parameters(): p.grad = None                   # stray grads of the MI estimate
-            logs["club_weight"] = w_club
+        if self.club is not None: logs["club_weight"] = w_club
         logs.update({"loss": loss.detach(), **{k: v.detach() for k, v in t.items()}})
         for m in self.mods: logs[f"perplexity_{m}"] = perplexity(code_counts(out["vq"].idx[m], self.cfg.n_codes))
         return logs

@@ -44,8 +44,6 @@ def split_params(flat: dict, where: str = "CMG parameters") -> tuple:
     return model, train, down, run
 
 # %% ../../nbs/36_cmg_run.ipynb #c008
-def _scores(x): return {k: (round(v, 6) if isinstance(v, float) else v) for k, v in x.items()}
-
 def run_experiment(data, model: CMGConfig, train: TrainConfig, downstream: DownstreamConfig | None = None,
                    out_dir=None, device="cpu", resume: bool = True, fresh: bool = False) -> dict:
     "Pretrain `model` on `data` with `fit`, score the frozen model on the test split; with `out_dir`, write the files above."
@@ -58,21 +56,25 @@ def run_experiment(data, model: CMGConfig, train: TrainConfig, downstream: Downs
     seed_everything(train.seed)
     net = UniCode({m: int(data.x[m].shape[-1]) for m in data.modalities}, model)
     has_val = bool((data.split == "val").any())
+    select_last = train.select_metric == "train_steps"     # the last epoch: nothing to select, so no per-epoch val pass
     t0 = time.time()
-    res = fit(net, MMDataset(data, "train"), MMDataset(data, "val") if has_val else None, cfg=train,
+    res = fit(net, MMDataset(data, "train"), MMDataset(data, "val") if has_val and not select_last else None, cfg=train,
               run_dir=out / "train" if out else None, collate_fn=collate, device=device, resume=resume)
     train_s = time.time() - t0
     net.eval()
     dev = next(net.parameters()).device
-    with torch.no_grad():
-        test = net.evaluate([to_device(b, dev) for b in make_loader(MMDataset(data, "test"), train.eval_batch_size, collate_fn=collate)])
+    def score(split):
+        with torch.no_grad():
+            return net.evaluate([to_device(b, dev) for b in make_loader(MMDataset(data, split), train.eval_batch_size, collate_fn=collate)])
+    test = score("test")
+    if select_last and has_val: res.val = score("val")
     net.cpu()
     codes = extract_codes(net, data)
     seed_everything(train.seed)
     t1 = time.time()
     down = downstream_eval(net, data, downstream, seed=train.seed, codes=codes)
-    metrics = {**_scores(down), "val": _scores(res.val), "test": _scores(test),
-               "train_last": _scores({k[6:]: v for k, v in res.history[-1].items() if k.startswith("train_")}) if res.history else {},
+    metrics = {**down, "val": res.val, "test": test,
+               "train_last": {k[6:]: v for k, v in res.history[-1].items() if k.startswith("train_")} if res.history else {},
                "best_epoch": res.best_epoch, "epochs_run": res.epochs_run, "train_steps": int(net.train_steps),
                "dataset": data.name, "modalities": data.modalities, "config": config}
     if out is not None:
