@@ -4,7 +4,7 @@
 
 # %% ../nbs/05_runner.ipynb #c002
 from __future__ import annotations
-import json, multiprocessing, os, sys, time
+import json, multiprocessing, os, random, sys, time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -14,7 +14,7 @@ import yaml
 from .core import ConfigError, deep_merge, load_json, read_yaml, save_json
 
 # %% auto #0
-__all__ = ['KERNEL_START_TIMEOUT', 'run_plan', 'apply_profile', 'run_all', 'summarize', 'main']
+__all__ = ['KERNEL_START_TIMEOUT', 'KERNEL_START_TRIES', 'run_plan', 'apply_profile', 'run_all', 'summarize', 'main']
 
 # %% ../nbs/05_runner.ipynb #c003
 def _section(d: dict, key: str, where: str):
@@ -53,6 +53,7 @@ def apply_profile(params: dict, name: str | None, where: str = "params.yaml") ->
 
 # %% ../nbs/05_runner.ipynb #c009
 KERNEL_START_TIMEOUT = 600   # seconds; papermill's 60 s default is too short when several kernels start on a loaded machine
+KERNEL_START_TRIES = 3       # a kernel that dies before its first reply is started again (nothing has run in it)
 _KERNEL_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "PYTHONHASHSEED": "0",
                "MPLBACKEND": "Agg", "TQDM_MININTERVAL": "5"}
 
@@ -68,13 +69,21 @@ def _execute(notebook, parameters: dict, kernel: str, cwd: str) -> tuple[str, fl
     null = os.open(os.devnull, os.O_WRONLY); os.dup2(null, 1); os.dup2(null, 2); os.close(null)  # kernel chatter; errors come back raised
     out_dir = Path(parameters["out_dir"]); out_dir.mkdir(parents=True, exist_ok=True)
     out_nb = out_dir / "run.ipynb"
-    try:
-        pm.execute_notebook(str(notebook), str(out_nb), parameters={"params": parameters}, kernel_name=kernel, language="python",
-                            progress_bar=False, log_output=False, start_timeout=KERNEL_START_TIMEOUT)
-    except Exception as e:
-        msg = "\n".join(str(e).strip().splitlines()[-25:])
-        raise RuntimeError(f"{notebook} failed for seed {parameters.get('seed')} (record: {out_nb}):\n{type(e).__name__}: {msg}") from None
+    for attempt in range(KERNEL_START_TRIES):
+        try:
+            pm.execute_notebook(str(notebook), str(out_nb), parameters={"params": parameters}, kernel_name=kernel,
+                                language="python", progress_bar=False, log_output=False, start_timeout=KERNEL_START_TIMEOUT)
+            break
+        except Exception as e:
+            if _kernel_start_failed(e) and attempt + 1 < KERNEL_START_TRIES:
+                time.sleep(1 + 2 * random.random()); continue          # nothing ran yet: start a new kernel
+            msg = "\n".join(str(e).strip().splitlines()[-25:])
+            raise RuntimeError(f"{notebook} failed for seed {parameters.get('seed')} (record: {out_nb}):\n{type(e).__name__}: {msg}") from None
     return str(out_dir), time.time() - t0
+
+def _kernel_start_failed(e: Exception) -> bool:
+    "Did the kernel fail to start (no cell ran)? Kernels started side by side occasionally do, on a loaded machine."
+    return any(s in str(e) for s in ("Kernel died before replying to kernel_info", "Kernel didn't respond in"))
 
 def run_all(notebook, param_sets: list, jobs: int = 2, kernel: str = "mla_cmg", cwd=".", log=sys.stderr) -> list:
     "Run the parameter sets side by side in `jobs` forked processes; return their output folders in order."
