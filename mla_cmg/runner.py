@@ -52,8 +52,16 @@ def apply_profile(params: dict, name: str | None, where: str = "params.yaml") ->
     return deep_merge(params, profiles[name])
 
 # %% ../nbs/05_runner.ipynb #c009
-KERNEL_START_TIMEOUT = 600   # seconds; papermill's 60 s default is too short when several kernels start on a loaded machine
-KERNEL_START_TRIES = 3       # a kernel that dies before its first reply is started again (nothing has run in it)
+KERNEL_START_TIMEOUT = 180   # seconds; papermill's 60 s default is too short when several kernels start on a loaded machine
+KERNEL_START_TRIES = 3       # a kernel that fails to start is started again (nothing has run in it)
+
+def _kernel_manager():
+    "jupyter_client's kernel manager over IPC (unix sockets named after each connection file) instead of TCP ports."
+    from jupyter_client.manager import AsyncKernelManager
+    from traitlets import CaselessStrEnum
+    class IPCKernelManager(AsyncKernelManager):
+        transport = CaselessStrEnum(["tcp", "ipc"], default_value="ipc", config=True)
+    return IPCKernelManager
 _KERNEL_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "PYTHONHASHSEED": "0",
                "MPLBACKEND": "Agg", "TQDM_MININTERVAL": "5"}
 
@@ -72,7 +80,8 @@ def _execute(notebook, parameters: dict, kernel: str, cwd: str) -> tuple[str, fl
     for attempt in range(KERNEL_START_TRIES):
         try:
             pm.execute_notebook(str(notebook), str(out_nb), parameters={"params": parameters}, kernel_name=kernel,
-                                language="python", progress_bar=False, log_output=False, start_timeout=KERNEL_START_TIMEOUT)
+                                language="python", progress_bar=False, log_output=False, start_timeout=KERNEL_START_TIMEOUT,
+                                kernel_manager_class=_kernel_manager())
             break
         except Exception as e:
             if _kernel_start_failed(e) and attempt + 1 < KERNEL_START_TRIES:
@@ -83,7 +92,7 @@ def _execute(notebook, parameters: dict, kernel: str, cwd: str) -> tuple[str, fl
 
 def _kernel_start_failed(e: Exception) -> bool:
     "Did the kernel fail to start (no cell ran)? Kernels started side by side occasionally do, on a loaded machine."
-    return any(s in str(e) for s in ("Kernel died before replying to kernel_info", "Kernel didn't respond in"))
+    return any(m in str(e) for m in ("Kernel died before replying to kernel_info", "Kernel didn't respond in"))
 
 def run_all(notebook, param_sets: list, jobs: int = 2, kernel: str = "mla_cmg", cwd=".", log=sys.stderr) -> list:
     "Run the parameter sets side by side in `jobs` forked processes; return their output folders in order."
