@@ -4,7 +4,7 @@
 
 # %% ../nbs/05_runner.ipynb #c002
 from __future__ import annotations
-import json, multiprocessing, os, random, sys, time
+import json, multiprocessing, os, random, shutil, sys, tempfile, time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -55,12 +55,14 @@ def apply_profile(params: dict, name: str | None, where: str = "params.yaml") ->
 KERNEL_START_TIMEOUT = 180   # seconds; papermill's 60 s default is too short when several kernels start on a loaded machine
 KERNEL_START_TRIES = 3       # a kernel that fails to start is started again (nothing has run in it)
 
-def _kernel_manager():
-    "jupyter_client's kernel manager over IPC (unix sockets named after each connection file) instead of TCP ports."
+def _kernel_manager(sockets: str):
+    "jupyter_client's kernel manager talking over unix sockets `<sockets>-<n>` (a private path) instead of TCP ports."
     from jupyter_client.manager import AsyncKernelManager
-    from traitlets import CaselessStrEnum
+    from traitlets import CaselessStrEnum, default
     class IPCKernelManager(AsyncKernelManager):
         transport = CaselessStrEnum(["tcp", "ipc"], default_value="ipc", config=True)
+        @default("ip")
+        def _ip_default(self): return sockets      # jupyter_client's default, ./kernel-ipc, is shared by every kernel in the cwd
     return IPCKernelManager
 _KERNEL_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "PYTHONHASHSEED": "0",
                "MPLBACKEND": "Agg", "TQDM_MININTERVAL": "5"}
@@ -78,16 +80,19 @@ def _execute(notebook, parameters: dict, kernel: str, cwd: str) -> tuple[str, fl
     out_dir = Path(parameters["out_dir"]); out_dir.mkdir(parents=True, exist_ok=True)
     out_nb = out_dir / "run.ipynb"
     for attempt in range(KERNEL_START_TRIES):
+        sockets = tempfile.mkdtemp(prefix="mla_cmg-kernel-")
         try:
             pm.execute_notebook(str(notebook), str(out_nb), parameters={"params": parameters}, kernel_name=kernel,
                                 language="python", progress_bar=False, log_output=False, start_timeout=KERNEL_START_TIMEOUT,
-                                kernel_manager_class=_kernel_manager())
+                                kernel_manager_class=_kernel_manager(os.path.join(sockets, "ipc")))
             break
         except Exception as e:
             if _kernel_start_failed(e) and attempt + 1 < KERNEL_START_TRIES:
                 time.sleep(1 + 2 * random.random()); continue          # nothing ran yet: start a new kernel
             msg = "\n".join(str(e).strip().splitlines()[-25:])
             raise RuntimeError(f"{notebook} failed for seed {parameters.get('seed')} (record: {out_nb}):\n{type(e).__name__}: {msg}") from None
+        finally:
+            shutil.rmtree(sockets, ignore_errors=True)
     return str(out_dir), time.time() - t0
 
 def _kernel_start_failed(e: Exception) -> bool:
