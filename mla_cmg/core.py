@@ -15,10 +15,10 @@ import yaml
 # data preparation stages) start without paying torch's ~2 s import.
 
 # %% auto #0
-__all__ = ['seed_everything', 'set_threads', 'get_device', 'ConfigError', 'from_dict', 'read_yaml', 'load_params', 'deep_merge',
-           'run_dir', 'atomic_path', 'atomic_write_bytes', 'atomic_write_text', 'save_json', 'load_json', 'save_csv',
-           'save_npz', 'load_npz_arrays', 'save_checkpoint', 'load_checkpoint', 'config_hash', 'claim_run_dir',
-           'rng_state', 'set_rng_state', 'render_readme']
+__all__ = ['seed_everything', 'set_threads', 'get_device', 'ConfigError', 'from_dict', 'split_config', 'read_yaml', 'load_params',
+           'deep_merge', 'run_dir', 'atomic_path', 'atomic_write_bytes', 'atomic_write_text', 'save_json', 'load_json',
+           'save_csv', 'save_npz', 'load_npz_arrays', 'save_checkpoint', 'load_checkpoint', 'config_hash',
+           'claim_run_dir', 'rng_state', 'set_rng_state', 'render_readme']
 
 # %% ../nbs/00_core.ipynb #c004
 def seed_everything(seed: int, deterministic: bool = False) -> int:
@@ -78,23 +78,56 @@ def _type_ok(val, typ) -> bool:
         if o == "dict" and isinstance(val, dict): return True
     return False
 
-def from_dict(cls, d: Mapping, where: str = "config"):
-    "Build dataclass `cls` from mapping `d`, rejecting unknown, missing and mistyped keys."
+def _coerce(val, typ):
+    "A YAML value as the field's type where that is safe: a float field takes a numeric string (YAML 1.1 reads `1e-3` as one)."
+    opts = _type_name(typ).replace(" ", "").split("|")
+    if isinstance(val, str) and "float" in opts and "str" not in opts:
+        try: return float(val)
+        except ValueError: return val
+    return val
+
+def _close(k: str, names) -> str:
+    import difflib
+    m = difflib.get_close_matches(k, sorted(names), n=3)
+    return f" (did you mean {', '.join(map(repr, m))}?)" if m else ""
+
+def from_dict(cls, d: Mapping, where: str = "config", sources: Mapping | None = None):
+    "Build dataclass `cls` from mapping `d`, rejecting unknown, missing and mistyped keys (`sources`: where each key came from)."
     if not isinstance(d, Mapping):
         raise ConfigError(f"{where}: expected a mapping of keys for {cls.__name__}, got {type(d).__name__}")
     fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(d) - set(fields))
+    src = lambda k: f" (from {sources[k]})" if sources and k in sources else ""
+    unknown = [k for k in d if k not in fields]
     if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {unknown} for {cls.__name__}; "
-                          f"allowed keys are {sorted(fields)}. Fix the spelling or remove them.")
+        raise ConfigError(f"{where}: unknown key(s) for {cls.__name__}: " + "; ".join(f"'{k}'{src(k)}{_close(k, fields)}" for k in unknown)
+                          + f". Allowed keys are {sorted(fields)}. Fix the spelling or remove them.")
     missing = [n for n, f in fields.items() if n not in d and f.default is dataclasses.MISSING
                and f.default_factory is dataclasses.MISSING]
     if missing:
         raise ConfigError(f"{where}: missing required key(s) {missing} for {cls.__name__}; add them.")
+    d = {k: _coerce(v, fields[k].type) for k, v in d.items()}
     for k, v in d.items():
         if not _type_ok(v, fields[k].type):
-            raise ConfigError(f"{where}: key '{k}' expects {_type_name(fields[k].type)}, got {v!r} ({type(v).__name__})")
+            raise ConfigError(f"{where}: key '{k}'{src(k)} expects {_type_name(fields[k].type)}, got {v!r} ({type(v).__name__})")
     return cls(**d)
+
+def split_config(flat: Mapping, parts: tuple, run_keys=(), defaults: Mapping | None = None,
+                 sources: Mapping | None = None, where: str = "parameters") -> tuple:
+    "`(instance of each class in parts, run-level dict)` from one flat mapping; each key belongs to one class or `run_keys`."
+    names = {c: {f.name for f in dataclasses.fields(c)} for c in parts}
+    shared = {k for a in parts for b in parts if a is not b for k in names[a] & names[b]} | (set(run_keys) & set().union(*names.values()))
+    if shared: raise ConfigError(f"{where}: the name(s) {sorted(shared)} belong to more than one configuration; give each one home")
+    allowed = set(run_keys).union(*names.values())
+    unknown = [k for k in flat if k not in allowed]
+    if unknown:
+        src = lambda k: f" (from {sources[k]})" if sources and k in sources else ""
+        raise ConfigError(f"{where}: unknown parameter(s) " + "; ".join(f"'{k}'{src(k)}{_close(k, allowed)}" for k in unknown)
+                          + f". Allowed: {sorted(allowed)}")
+    split, run = {c: dict((defaults or {}).get(c, {})) for c in parts}, {}
+    for k, v in flat.items():
+        if k in run_keys: run[k] = v
+        else: split[next(c for c in parts if k in names[c])][k] = v
+    return tuple(from_dict(c, split[c], where=f"{where} ({c.__name__})", sources=sources) for c in parts) + (run,)
 
 def read_yaml(path) -> dict:
     "Read a YAML mapping, with a clear error for a missing or malformed file."
@@ -116,7 +149,7 @@ def load_params(path, section: str, cls=None):
         node = node[key]
     return node if cls is None else from_dict(cls, node, where=f"{path} [{section}]")
 
-# %% ../nbs/00_core.ipynb #c015
+# %% ../nbs/00_core.ipynb #c017
 def deep_merge(base: dict, patch: dict) -> dict:
     "A copy of `base` with `patch` merged in recursively (lists and scalars are replaced)."
     out = dict(base)
@@ -124,7 +157,7 @@ def deep_merge(base: dict, patch: dict) -> dict:
         out[k] = deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
     return out
 
-# %% ../nbs/00_core.ipynb #c018
+# %% ../nbs/00_core.ipynb #c020
 def run_dir(root, *parts, clean: bool = False) -> Path:
     "Create (and with `clean` empty) the run directory `root/parts...`."
     p = Path(root, *map(str, parts))
@@ -133,7 +166,7 @@ def run_dir(root, *parts, clean: bool = False) -> Path:
     p.mkdir(parents=True, exist_ok=True)
     return p
 
-# %% ../nbs/00_core.ipynb #c020
+# %% ../nbs/00_core.ipynb #c022
 @contextlib.contextmanager
 def atomic_path(path):
     "Yield a temporary path next to `path`; on success it replaces `path` atomically, on error it is removed."
@@ -212,9 +245,14 @@ def save_checkpoint(path, state: dict) -> Path:
 def load_checkpoint(path, map_location="cpu") -> dict:
     "Load a checkpoint safely (`weights_only=True`: tensors, numbers, strings, containers only)."
     import torch
-    return torch.load(path, map_location=map_location, weights_only=True)
+    if not Path(path).is_file(): raise FileNotFoundError(f"{path}: checkpoint not found")
+    try: return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:
+        first = (str(e).strip().splitlines() or [""])[0][:200]
+        raise ValueError(f"{path}: not a checkpoint that can be loaded safely ({type(e).__name__}: {first}). Only files "
+                         "written by save_checkpoint (tensors, numbers, strings, containers) are loaded; rewrite or delete it.") from None
 
-# %% ../nbs/00_core.ipynb #c023
+# %% ../nbs/00_core.ipynb #c025
 def config_hash(config: Mapping) -> str:
     "sha256 of a configuration's canonical JSON (sorted keys)."
     import hashlib
@@ -243,7 +281,7 @@ def claim_run_dir(out_dir, config: Mapping, fresh: bool = False) -> Path:
     save_json(rec, {"config": config, "sha256": config_hash(config)})
     return out_dir
 
-# %% ../nbs/00_core.ipynb #c026
+# %% ../nbs/00_core.ipynb #c028
 def rng_state() -> dict:
     "The states of python, numpy and torch RNGs as checkpoint-safe tensors and lists."
     import torch
@@ -264,7 +302,7 @@ def set_rng_state(st: dict) -> None:
     v = json.loads(st["python"]); random.setstate((v[0], tuple(v[1]), v[2]))
     if "cuda" in st and torch.cuda.is_available(): torch.cuda.set_rng_state_all(st["cuda"])
 
-# %% ../nbs/00_core.ipynb #c029
+# %% ../nbs/00_core.ipynb #c031
 def render_readme(nb_path="nbs/index.ipynb", out="README.md", results="results/summary.md") -> Path:
     "Export the index notebook to markdown as the repository README, with the pipeline's results inserted."
     import nbformat

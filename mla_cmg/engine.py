@@ -129,6 +129,7 @@ class FitResult:
     official_epoch: int | None = None   # best epoch on test (the official scripts' protocol; optimistic)
     official_test: dict = field(default_factory=dict)
     steps: list = field(default_factory=list)   # per-step logs, when cfg.log_steps
+    epoch_times: list = field(default_factory=list)   # wall seconds of the epochs run by this call (not in history)
 
 def _better(a, b, mode):
     if b is None: return True
@@ -163,7 +164,7 @@ def fit(method: Method, train_ds: Dataset, val_ds: Dataset | None = None, test_d
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=cfg.lr_step, gamma=cfg.lr_gamma)
     run_dir = Path(run_dir) if run_dir is not None else None
     last, best_path = (run_dir / "last.pt", run_dir / "best.pt") if run_dir else (None, None)
-    history, steps, start, best_score, best_epoch, best_state = [], [], 0, None, -1, None
+    history, steps, epoch_times, start, best_score, best_epoch, best_state = [], [], [], 0, None, -1, None
     if resume and last is not None and last.exists():
         ck = load_checkpoint(last, map_location=device)
         if ck["cfg"] != _cfg_dict(cfg):
@@ -199,10 +200,11 @@ def fit(method: Method, train_ds: Dataset, val_ds: Dataset | None = None, test_d
         sched.step()
         val, test = _eval(method, val_ds, cfg, collate_fn, device), _eval(method, test_ds, cfg, collate_fn, device)
         row.update({f"val_{k}": v for k, v in val.items()}); row.update({f"test_{k}": v for k, v in test.items()})
-        row["time_s"] = round(time.time() - t0, 3)
+        epoch_times.append(round(time.time() - t0, 3))      # kept apart: the history must not change between reruns
         history.append(row)
         score = val.get(cfg.select_metric) if val_ds is not None else None
-        if val_ds is None or _better(score, best_score, cfg.select_mode):
+        if val_ds is None: best_epoch = epoch          # no validation split: the last epoch is the selected one
+        elif _better(score, best_score, cfg.select_mode):
             best_score, best_epoch = score, epoch
             best_state = copy.deepcopy(method.state_dict())
             if best_path: save_checkpoint(best_path, {"model": best_state, "epoch": epoch})
@@ -220,7 +222,7 @@ def fit(method: Method, train_ds: Dataset, val_ds: Dataset | None = None, test_d
     key = f"test_{cfg.select_metric}"
     off = [r for r in history if key in r]
     off_row = (max if cfg.select_mode == "max" else min)(off, key=lambda r: r[key]) if off else None
-    return FitResult(history=history, steps=steps, best_epoch=best_epoch, val=val, test=test, epochs_run=epochs_run,
+    return FitResult(history=history, steps=steps, epoch_times=epoch_times, best_epoch=best_epoch, val=val, test=test, epochs_run=epochs_run,
                      protocol="val" if val_ds is not None else "last",
                      official_epoch=off_row["epoch"] if off_row else None,
                      official_test={k[5:]: v for k, v in off_row.items() if k.startswith("test_")} if off_row else {})

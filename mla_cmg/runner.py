@@ -11,38 +11,13 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from .core import ConfigError, deep_merge, load_json, read_yaml, save_json
+from .core import ConfigError, atomic_write_text, deep_merge, load_json, read_yaml, save_json
 
 # %% auto #0
-__all__ = ['KERNEL_START_TIMEOUT', 'KERNEL_START_TRIES', 'run_plan', 'apply_profile', 'run_all', 'summarize', 'main']
+__all__ = ['KERNEL_START_TIMEOUT', 'KERNEL_START_TRIES', 'apply_profile', 'resolve', 'run_notebook', 'tidy_record', 'run_all',
+           'timing_path', 'summarize', 'main']
 
-# %% ../nbs/05_runner.ipynb #c003
-def _section(d: dict, key: str, where: str):
-    if not isinstance(d, dict) or key not in d:
-        raise ConfigError(f"{where}: key '{key}' not found; available: {sorted(d) if isinstance(d, dict) else d!r}")
-    return d[key]
-
-def run_plan(params: dict, experiment: str, bench: str, variant: str, root: str = "runs", where: str = "params.yaml",
-             sets: dict | None = None, name: str | None = None) -> tuple[str, list[dict]]:
-    "The notebook and the per-seed parameter sets of one configuration, as `params.yaml` defines them."
-    exp, path = params, []
-    for part in experiment.split("."):
-        exp = _section(exp, part, f"{where} [{'.'.join(path) or 'top level'}]"); path.append(part)
-    if "variants" in exp:
-        var = _section(exp["variants"], variant, f"{where} [{experiment}.variants]") or {}
-    else:
-        var = {}   # an experiment without variants takes any name, e.g. one downstream run per pretrained variant
-    folder = experiment.replace(".", "_")
-    seeds = params.get("seeds", [0])
-    extra, name, out = sets or {}, name or variant, []
-    for s in seeds:
-        p = {"dataset": bench, **(exp.get("common") or {}), **var, **extra}
-        p.update(seed=int(s), out_dir=str(Path(root, folder, bench, name, f"seed{s}")))
-        fields = dict(seed=int(s), bench=bench, variant=variant, name=name, experiment=folder, root=root)
-        out.append({k: v.format(**fields) if isinstance(v, str) and "{" in v else v for k, v in p.items()})
-    return _section(exp, "notebook", f"{where} [{experiment}]"), out
-
-# %% ../nbs/05_runner.ipynb #c006
+# %% ../nbs/05_runner.ipynb #c004
 def apply_profile(params: dict, name: str | None, where: str = "params.yaml") -> dict:
     "`params` with `profiles.<name>` merged over it (unchanged when `name` is None)."
     if name is None: return params
@@ -51,18 +26,62 @@ def apply_profile(params: dict, name: str | None, where: str = "params.yaml") ->
         raise ConfigError(f"{where}: profile '{name}' not found under 'profiles'; available: {sorted(profiles)}")
     return deep_merge(params, profiles[name])
 
+# %% ../nbs/05_runner.ipynb #c006
+def _section(d: dict, key: str, where: str):
+    if not isinstance(d, dict) or key not in d:
+        raise ConfigError(f"{where}: key '{key}' not found; available: {sorted(d) if isinstance(d, dict) else d!r}")
+    return d[key]
+
+def resolve(params: dict, experiment: str, bench: str, variant: str, root: str = "runs", where: str = "params.yaml",
+            sets: dict | None = None, name: str | None = None, profile: str | None = None) -> tuple[str, list[dict], dict]:
+    "The notebook, the per-seed parameters and where each value came from, for one configuration of `params.yaml`."
+    patch = ((params.get("profiles") or {}).get(profile) or {}) if profile else {}
+    params = apply_profile(params, profile, where)
+    exp, path = params, []
+    for part in experiment.split("."):
+        exp = _section(exp, part, f"{where} [{'.'.join(path) or 'top level'}]"); path.append(part)
+    if "variants" in exp:
+        var = _section(exp["variants"], variant, f"{where} [{experiment}.variants]") or {}
+    else:
+        var = {}   # an experiment without variants takes any name, e.g. one downstream run per pretrained variant
+    pexp = patch
+    for part in experiment.split("."): pexp = (pexp or {}).get(part) or {}
+    extra, name = sets or {}, name or variant
+    sources = {"dataset": "the benchmark argument"}
+    for sec, vals, pvals in [("common", exp.get("common") or {}, pexp.get("common") or {}),
+                             (f"variants.{variant}", var, ((pexp.get("variants") or {}).get(variant) or {}))]:
+        for k in vals:
+            sources[k] = (f"{where} [profiles.{profile}.{experiment}.{sec}]" if k in pvals else f"{where} [{experiment}.{sec}]")
+    sources.update({k: "--set" for k in extra})
+    folder, out = experiment.replace(".", "_"), []
+    for s in params.get("seeds", [0]):
+        p = {"dataset": bench, **(exp.get("common") or {}), **var, **extra}
+        p.update(seed=int(s), out_dir=str(Path(root, folder, bench, name, f"seed{s}")))
+        fields = dict(seed=int(s), bench=bench, variant=variant, name=name, experiment=folder, root=root)
+        out.append({k: v.format(**fields) if isinstance(v, str) and "{" in v else v for k, v in p.items()})
+    sources.update(seed=f"{where} [seeds]", out_dir="the runner")
+    return _section(exp, "notebook", f"{where} [{experiment}]"), out, sources
+
 # %% ../nbs/05_runner.ipynb #c009
 KERNEL_START_TIMEOUT = 180   # seconds; papermill's 60 s default is too short when several kernels start on a loaded machine
 KERNEL_START_TRIES = 3       # a kernel that fails to start is started again (nothing has run in it)
 
+def _die_with_parent():
+    "In a new kernel process (Linux): be killed at once when the process that started it dies."
+    import ctypes, ctypes.util, signal
+    ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True).prctl(1, signal.SIGKILL)   # PR_SET_PDEATHSIG
+
 def _kernel_manager(sockets: str):
-    "jupyter_client's kernel manager talking over unix sockets `<sockets>-<n>` (a private path) instead of TCP ports."
+    "jupyter_client's kernel manager over unix sockets `<sockets>-<n>` (a private path), whose kernel dies with its parent."
     from jupyter_client.manager import AsyncKernelManager
     from traitlets import CaselessStrEnum, default
     class IPCKernelManager(AsyncKernelManager):
         transport = CaselessStrEnum(["tcp", "ipc"], default_value="ipc", config=True)
         @default("ip")
         def _ip_default(self): return sockets      # jupyter_client's default, ./kernel-ipc, is shared by every kernel in the cwd
+        async def _async_pre_start_kernel(self, **kw):
+            if sys.platform.startswith("linux"): kw.setdefault("preexec_fn", _die_with_parent)
+            return await super()._async_pre_start_kernel(**kw)
     return IPCKernelManager
 _KERNEL_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "PYTHONHASHSEED": "0",
                "MPLBACKEND": "Agg", "TQDM_MININTERVAL": "5"}
@@ -72,47 +91,75 @@ def _papermill():
     import papermill
     return papermill
 
-def _execute(notebook, parameters: dict, kernel: str, cwd: str) -> tuple[str, float]:
-    "Worker: run one notebook in `cwd`; errors come back as plain RuntimeErrors (picklable, record path included)."
-    pm, t0 = _papermill(), time.time()
+def _execute(notebook, parameters: dict, kernel: str, cwd: str, sources: dict | None = None) -> tuple[str, float]:
+    "Worker: run one notebook in `cwd` into `<out_dir>/run.ipynb`; errors come back as plain RuntimeErrors."
+    t0 = time.time()
     os.chdir(cwd); os.environ.update(_KERNEL_ENV)
     null = os.open(os.devnull, os.O_WRONLY); os.dup2(null, 1); os.dup2(null, 2); os.close(null)  # kernel chatter; errors come back raised
     out_dir = Path(parameters["out_dir"]); out_dir.mkdir(parents=True, exist_ok=True)
-    out_nb = out_dir / "run.ipynb"
+    run_notebook(notebook, out_dir / "run.ipynb", parameters, sources, kernel, cwd, what=f"seed {parameters.get('seed')}")
+    return str(out_dir), time.time() - t0
+
+def run_notebook(notebook, out_nb, params: dict, sources: dict | None = None, kernel: str = "mla_cmg", cwd=".",
+                 what: str = "the run") -> Path:
+    "Execute `notebook` with its parameters `params` (and `sources`) into the tidy record `out_nb` (relative to `cwd`)."
+    pm, cwd = _papermill(), str(Path(cwd).resolve())
+    out_nb = Path(out_nb); Path(cwd, out_nb).parent.mkdir(parents=True, exist_ok=True)
     for attempt in range(KERNEL_START_TRIES):
         sockets = tempfile.mkdtemp(prefix="mla_cmg-kernel-")
         try:
-            pm.execute_notebook(str(notebook), str(out_nb), parameters={"params": parameters}, kernel_name=kernel,
-                                language="python", progress_bar=False, log_output=False, start_timeout=KERNEL_START_TIMEOUT,
+            pm.execute_notebook(str(notebook), str(Path(cwd, out_nb)), parameters={"params": params, "sources": sources or {}},
+                                kernel_name=kernel, language="python", progress_bar=False, log_output=False, cwd=cwd,
+                                start_timeout=KERNEL_START_TIMEOUT, record_timing=False,
                                 kernel_manager_class=_kernel_manager(os.path.join(sockets, "ipc")))
+            tidy_record(Path(cwd, out_nb), cwd)
             break
         except Exception as e:
             if _kernel_start_failed(e) and attempt + 1 < KERNEL_START_TRIES:
                 time.sleep(1 + 2 * random.random()); continue          # nothing ran yet: start a new kernel
             msg = "\n".join(str(e).strip().splitlines()[-25:])
-            raise RuntimeError(f"{notebook} failed for seed {parameters.get('seed')} (record: {out_nb}):\n{type(e).__name__}: {msg}") from None
+            raise RuntimeError(f"{notebook} failed for {what} (record: {out_nb}):\n{type(e).__name__}: {msg}") from None
         finally:
             shutil.rmtree(sockets, ignore_errors=True)
-    return str(out_dir), time.time() - t0
+    return out_nb
+
+def tidy_record(path, cwd=".") -> None:
+    "Drop what differs between two runs of the same notebook from an executed notebook: times, durations, absolute paths."
+    import nbformat
+    nb = nbformat.read(str(path), as_version=4)
+    for meta in [nb.metadata, *(c.metadata for c in nb.cells)]:
+        pm = meta.get("papermill", {})
+        for k in ("start_time", "end_time", "duration"): pm.pop(k, None)
+        for k in ("input_path", "output_path"):
+            if pm.get(k): pm[k] = os.path.relpath(os.path.join(cwd, pm[k]), cwd)
+        meta.pop("execution", None)
+    for c in nb.cells:                            # papermill gives the cell it injects a random id
+        if "injected-parameters" in c.metadata.get("tags", []): c.id = "injected-parameters"
+    atomic_write_text(path, nbformat.writes(nb) + "\n")
 
 def _kernel_start_failed(e: Exception) -> bool:
     "Did the kernel fail to start (no cell ran)? Kernels started side by side occasionally do, on a loaded machine."
     return any(m in str(e) for m in ("Kernel died before replying to kernel_info", "Kernel didn't respond in"))
 
-def run_all(notebook, param_sets: list, jobs: int = 2, kernel: str = "mla_cmg", cwd=".", log=sys.stderr) -> list:
+def run_all(notebook, param_sets: list, jobs: int = 2, kernel: str = "mla_cmg", cwd=".", log=sys.stderr,
+            sources: dict | None = None) -> list:
     "Run the parameter sets side by side in `jobs` forked processes; return their output folders in order."
     _papermill()                                    # imported once, inherited by the forked workers
     cwd = str(Path(cwd).resolve()); notebook = Path(notebook).resolve()
     ctx = multiprocessing.get_context("fork")
     with ProcessPoolExecutor(max_workers=max(1, min(jobs, len(param_sets))), mp_context=ctx) as ex:
-        futs = [ex.submit(_execute, notebook, p, kernel, cwd) for p in param_sets]
+        futs = [ex.submit(_execute, notebook, p, kernel, cwd, sources) for p in param_sets]
         errors, outs = [], []
         for f in futs:
             try:
                 d, dt = f.result(); outs.append(Path(cwd, d))
                 if log: print(f"  done {d} in {dt:.1f}s", file=log, flush=True)
             except Exception as e: errors.append(str(e))
-    if errors: raise RuntimeError("\n\n".join(errors))
+    if errors:   # the same error for every seed (e.g. a misspelt parameter) is shown once
+        first = lambda e: e.split("\n", 1)
+        bodies = {first(e)[1] if len(first(e)) > 1 else e for e in errors}
+        raise RuntimeError(errors[0] + (f"\n\n(the same error for all {len(errors)} runs)" if len(bodies) == 1 and len(errors) > 1
+                                        else "\n\n" + "\n\n".join(errors[1:]) if len(errors) > 1 else ""))
     return outs
 
 # %% ../nbs/05_runner.ipynb #c011
@@ -126,6 +173,11 @@ def _flat_numbers(d: dict, prefix: str = "") -> dict:
         elif isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v): out[prefix + k] = float(v)
     return out
 
+def timing_path(run_dir, root="runs") -> Path:
+    "Where the timings of a run folder `root/<...>` go: `root/.timing/<...>.json`, outside every DVC output."
+    rel = Path(run_dir).relative_to(root) if Path(run_dir).is_relative_to(root) else Path(Path(run_dir).name)
+    return Path(root, ".timing", rel.parent, rel.name + ".json")
+
 def summarize(run_dirs: list, out, metrics_file: str = "metrics.json", extra: dict | None = None) -> dict:
     "Mean, std (ddof=1) and per-seed values of every numeric metric over the runs; written atomically to `out`."
     per = [_flat_numbers(load_json(Path(d, metrics_file))) for d in run_dirs]
@@ -138,31 +190,42 @@ def summarize(run_dirs: list, out, metrics_file: str = "metrics.json", extra: di
     save_json(out, {**(extra or {}), "metrics": res})
     return res
 
-# %% ../nbs/05_runner.ipynb #c016
+# %% ../nbs/05_runner.ipynb #c017
 def main(argv=None) -> int:
-    "python -m mla_cmg.runner EXPERIMENT BENCHMARK VARIANT [--set KEY=VALUE ...] [--name NAME] [--profile P] [--params params.yaml] [--root runs]"
+    "python -m mla_cmg.runner EXPERIMENT BENCHMARK VARIANT [--set KEY=VALUE ...] [--name NAME] [--profile P] [--params params.yaml] [--root runs]  |  --notebook NB --out OUT [--set KEY=VALUE ...]"
     import argparse
     ap = argparse.ArgumentParser(prog="python -m mla_cmg.runner", description=main.__doc__)
-    ap.add_argument("experiment"); ap.add_argument("benchmark"); ap.add_argument("variant")
+    ap.add_argument("experiment", nargs="?"); ap.add_argument("benchmark", nargs="?"); ap.add_argument("variant", nargs="?")
+    ap.add_argument("--notebook", default=None, help="run this one notebook (e.g. the report) with --set values as its params")
+    ap.add_argument("--out", default=None, help="with --notebook: the executed record to write")
     ap.add_argument("--params", default="params.yaml"); ap.add_argument("--root", default="runs")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="extra notebook parameter (YAML value)")
     ap.add_argument("--name", default=None, help="folder name of this configuration (default: the variant)")
-    ap.add_argument("--profile", default=None, help="merge params.yaml's profiles.<PROFILE> over it first (e.g. evidence)")
+    ap.add_argument("--profile", default=None, help="merge params.yaml's profiles.<PROFILE> over it first (e.g. smoke)")
     a = ap.parse_args(argv)
-    params = apply_profile(read_yaml(a.params), a.profile, a.params)
     extra = {}
     for kv in a.set:
         if "=" not in kv: raise ConfigError(f"--set expects KEY=VALUE, got {kv!r}")
         k, v = kv.split("=", 1); extra[k] = yaml.safe_load(v)
+    if a.notebook:
+        if not a.out: ap.error("--notebook needs --out")
+        run_notebook(a.notebook, a.out, extra, {k: "--set" for k in extra})
+        return 0
+    if not (a.experiment and a.benchmark and a.variant): ap.error("give EXPERIMENT BENCHMARK VARIANT, or --notebook NB --out OUT")
+    params = read_yaml(a.params)
     name = a.name or a.variant
-    nb, sets = run_plan(params, a.experiment, a.benchmark, a.variant, root=a.root, where=a.params, sets=extra, name=name)
+    nb, sets, sources = resolve(params, a.experiment, a.benchmark, a.variant, root=a.root, where=a.params, sets=extra,
+                                name=name, profile=a.profile)
+    folder = Path(a.root, a.experiment.replace(".", "_"), a.benchmark)
+    for p in sets: p["timing_file"] = str(timing_path(p["out_dir"], a.root))      # timings stay out of the outputs
     t0 = time.time()
     print(f"{a.experiment}/{a.benchmark}/{a.variant}: {len(sets)} run(s) of {nb}", file=sys.stderr)
-    outs = run_all(nb, sets, jobs=int(params.get("jobs", 2)))
-    summarize(outs, Path(a.root, a.experiment.replace(".", "_"), a.benchmark, f"{name}.json"),
+    outs = run_all(nb, sets, jobs=int(apply_profile(params, a.profile).get("jobs", 2)), sources=sources)
+    summarize(outs, folder / f"{name}.json",
               extra={"experiment": a.experiment, "benchmark": a.benchmark, "variant": a.variant, "name": name,
-                     "seeds": [p["seed"] for p in sets], "parameters": {k: v for k, v in sets[0].items() if k not in ("seed", "out_dir")},
-                     "wall_s": round(time.time() - t0, 1)})
+                     "seeds": [p["seed"] for p in sets],
+                     "parameters": {k: v for k, v in sets[0].items() if k not in ("seed", "out_dir", "timing_file")}})
+    save_json(timing_path(folder / name, a.root), {"wall_s": round(time.time() - t0, 1)})
     return 0
 
 if __name__ == "__main__" and not hasattr(sys, "ps1") and "ipykernel" not in sys.modules:

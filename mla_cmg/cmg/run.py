@@ -4,13 +4,13 @@
 
 # %% ../../nbs/36_cmg_run.ipynb #c002
 from __future__ import annotations
-import dataclasses, difflib, time
+import dataclasses, time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from ..core import ConfigError, claim_run_dir, from_dict, save_csv, save_json, save_npz, seed_everything
+from ..core import ConfigError, claim_run_dir, save_csv, save_json, save_npz, seed_everything, split_config
 from ..data.format import MMDataset, collate
 from ..engine import TrainConfig, fit, make_loader, to_device
 from .downstream import DownstreamConfig, downstream_eval, extract_codes
@@ -20,32 +20,17 @@ from .model import CMGConfig, UniCode, save_pretrained
 __all__ = ['RUN_KEYS', 'CMG_TRAIN', 'split_params', 'run_experiment']
 
 # %% ../../nbs/36_cmg_run.ipynb #c005
-RUN_KEYS = ("dataset", "out_dir", "data_root", "data_seed", "device")
+RUN_KEYS = ("dataset", "out_dir", "timing_file", "data_root", "data_seed", "device")
 CMG_TRAIN = dict(optimizer="adam", lr=4e-4, batch_size=80, grad_clip=0.5, epochs=6, select_metric="train_steps",
                  select_mode="max", log_steps=True, progress=False)     # the official pretraining (pretrain.sh)
-_PARTS = (CMGConfig, TrainConfig, DownstreamConfig)
 
-def split_params(flat: dict, where: str = "CMG parameters") -> tuple:
+def split_params(flat: dict, sources: dict | None = None, where: str = "CMG parameters") -> tuple:
     "`(CMGConfig, TrainConfig, DownstreamConfig, run-level dict)` from one flat mapping; unknown keys are errors naming them."
-    names = {c: {f.name for f in dataclasses.fields(c)} for c in _PARTS}
-    parts, run = {c: {} for c in _PARTS}, {}
-    allowed = set(RUN_KEYS).union(*names.values())
-    unknown = [k for k in flat if k not in allowed]
-    if unknown:
-        hints = {k: difflib.get_close_matches(k, sorted(allowed), n=3) for k in unknown}
-        raise ConfigError(f"{where}: unknown key(s) " + "; ".join(f"'{k}'" + (f" (did you mean {', '.join(map(repr, h))}?)" if h else "")
-                                                        for k, h in hints.items()) + f". Allowed: {sorted(allowed)}")
-    for k, v in flat.items():
-        if k in RUN_KEYS: run[k] = v
-        else: parts[next(c for c in _PARTS if k in names[c])][k] = v
-    model = from_dict(CMGConfig, parts[CMGConfig], where=f"{where} (model)")
-    train = from_dict(TrainConfig, {**CMG_TRAIN, **parts[TrainConfig]}, where=f"{where} (training)")
-    down = from_dict(DownstreamConfig, parts[DownstreamConfig], where=f"{where} (downstream heads)")
-    return model, train, down, run
+    return split_config(flat, (CMGConfig, TrainConfig, DownstreamConfig), RUN_KEYS, {TrainConfig: CMG_TRAIN}, sources, where)
 
 # %% ../../nbs/36_cmg_run.ipynb #c008
 def run_experiment(data, model: CMGConfig, train: TrainConfig, downstream: DownstreamConfig | None = None,
-                   out_dir=None, device="cpu", resume: bool = True, fresh: bool = False) -> dict:
+                   out_dir=None, device="cpu", resume: bool = True, fresh: bool = False, timing_file=None) -> dict:
     "Pretrain `model` on `data` with `fit`, score the frozen model on the test split; with `out_dir`, write the files above."
     from mla_cmg.data.benchmarks import content_hash
     downstream = downstream or DownstreamConfig()
@@ -82,9 +67,10 @@ def run_experiment(data, model: CMGConfig, train: TrainConfig, downstream: Downs
         save_pretrained(out / "model.pt", net, extra={"dataset": data.name, "seed": train.seed})
         save_npz(out / "codes.npz", codebook=net.vq.codebook.numpy(), y=data.y[te],
                  **{f"idx_{m}": codes["idx"][m][te].numpy() for m in data.modalities})
-        save_csv(out / "history.csv", [{k: v for k, v in r.items() if k != "time_s"} for r in res.history])
+        save_csv(out / "history.csv", res.history)
         if res.steps: save_csv(out / "steps.csv", res.steps)
         save_json(out / "metrics.json", metrics)
-        save_json(out / "timing.json", {"train_s": round(train_s, 2), "downstream_s": round(time.time() - t1, 2),
-                                        "steps_per_s": round(int(net.train_steps) / max(train_s, 1e-9), 2)})
-    return {"metrics": metrics, "history": res.history, "steps": res.steps, "model": net, "codes": codes}
+    timing = {"train_s": round(train_s, 2), "downstream_s": round(time.time() - t1, 2), "epoch_s": res.epoch_times,
+              "steps_per_s": round(int(net.train_steps) / max(train_s, 1e-9), 2)}
+    if timing_file or out is not None: save_json(timing_file or out / "timing.json", timing)
+    return {"metrics": metrics, "history": res.history, "steps": res.steps, "model": net, "codes": codes, "timing": timing}

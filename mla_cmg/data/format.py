@@ -185,7 +185,9 @@ def check_arrays(arrays: dict, where: str = "<arrays>", seed: int = 0, val_frac:
     for s in SPLITS:
         if not (split == s).any():
             raise _err(where, "split", f"at least one '{s}' sample", "an empty split",
-                       "Assign samples to it, or drop 'split' to draw a stratified split from the seed.")
+                       "Assign samples to it, or drop 'split' to draw a stratified split from the seed." if "split" in arrays
+                       else f"The file has no 'split', and a stratified split of N = {n} samples leaves '{s}' empty: "
+                            "add samples, change val_frac / test_frac, or give the file a 'split'.")
     # per-segment labels
     seg_y = arrays.get("seg_y")
     if seg_y is not None:
@@ -216,12 +218,16 @@ def load_npz(path, seed: int = 0, val_frac: float = 0.15, test_frac: float = 0.1
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: dataset file not found")
+    if not zipfile.is_zipfile(path):
+        raise ValueError(f"{path}: not an .npz file (an .npz is a zip archive of .npy arrays). Write it with np.savez or save_dataset.")
     try: arrays = load_npz_arrays(path)
+    except ValueError as e:
+        if "Object arrays" in str(e):   # object arrays need pickle, which we never allow
+            raise ValueError(f"{path}: holds object (pickled) arrays, which are never loaded. "
+                             "Save numbers as float/int arrays and strings as np.array(..., dtype=str).") from None
+        raise ValueError(f"{path}: an array in it cannot be read ({e}). Write the file with np.savez or save_dataset.") from None
     except (zipfile.BadZipFile, OSError, EOFError) as e:
         raise ValueError(f"{path}: not a readable .npz file ({e}). Write it with np.savez or save_dataset.") from None
-    except ValueError as e:  # object arrays need pickle, which we never allow
-        raise ValueError(f"{path}: holds object (pickled) arrays, which are never loaded ({e}). "
-                         "Save numbers as float/int arrays and strings as np.array(..., dtype=str).") from None
     return check_arrays(arrays, where=str(path), seed=seed, val_frac=val_frac, test_frac=test_frac, name=path.stem)
 
 def save_dataset(path, data: MMData) -> Path:

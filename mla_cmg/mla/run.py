@@ -10,13 +10,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..core import ConfigError, run_dir as make_run_dir, save_csv, save_json, save_npz, seed_everything
+from ..core import ConfigError, claim_run_dir, save_csv, save_json, save_npz, seed_everything, split_config
 from ..encoders import EncoderConfig
 from ..engine import TrainConfig, fit, make_loader
 from .methods import MethodConfig, build_method, gap_metrics, probe_accuracies
 
 # %% auto #0
-__all__ = ['SYNTHETIC', 'RUN_KEYS', 'load_mla_data', 'FastSplit', 'batch_collate', 'run_experiment', 'split_params', 'reselect']
+__all__ = ['SYNTHETIC', 'RUN_KEYS', 'MLA_TRAIN', 'load_mla_data', 'FastSplit', 'batch_collate', 'run_experiment', 'split_params',
+           'reselect']
 
 # %% ../../nbs/23_mla_run.ipynb #c006
 SYNTHETIC = ("synthetic", "synthetic_xor", "synthetic3")
@@ -69,14 +70,18 @@ def _none_if_nan(v):
 
 def run_experiment(data, method: MethodConfig | dict, enc: EncoderConfig | dict | None = None,
                    train: TrainConfig | dict | None = None, out_dir=None, probe: bool = True, device="cpu",
-                   resume: bool = True) -> dict:
+                   resume: bool = True, fresh: bool = False, timing_file=None) -> dict:
     "Train one method on `data` with `fit`; return (and with `out_dir`, write) metrics, history and test features."
     method = MethodConfig(**method) if isinstance(method, dict) else method
     enc = EncoderConfig(**(enc or {})) if isinstance(enc, dict) or enc is None else enc
     train = TrainConfig(**train) if isinstance(train, dict) else (train or TrainConfig())
     if method.method == "unimodal" and method.modality not in data.modalities:
         raise ConfigError(f"modality must be one of {data.modalities} for dataset {data.name!r}, got {method.modality!r}")
-    out_dir = make_run_dir(out_dir) if out_dir is not None else None
+    from mla_cmg.data.benchmarks import content_hash
+    config = {"data": {"name": data.name, "sha256": content_hash(data)}, "method": dataclasses.asdict(method),
+              "encoder": dataclasses.asdict(enc), "train": {k: v for k, v in dataclasses.asdict(train).items() if k != "progress"},
+              "probe": probe}
+    out_dir = claim_run_dir(out_dir, config, fresh=fresh) if out_dir is not None else None
     seed_everything(train.seed)
     model = build_method(method, data.shapes, data.n_classes, enc)
     ds = {s: FastSplit(data, s) for s in ("train", "val", "test")}
@@ -93,40 +98,33 @@ def run_experiment(data, method: MethodConfig | dict, enc: EncoderConfig | dict 
     if probe:
         f_tr = model.features(loader("train"))
         m.update({f"probe_{x}": v for x, v in probe_accuracies(f_tr, f_te, trained, seed=train.seed).items()})
-    m.update({k: v for k, v in res.test.items() if k.startswith("acc_fuse_")})
+    for rule in [k[len("acc_fuse_"):] for k in res.test if k.startswith("acc_fuse_")]:   # each fusion rule as if it were
+        m[f"acc_fuse_{rule}"] = reselect(res.history, f"acc_fuse_{rule}")[1]             # the method's: selected on val under it
     gaps = gap_metrics(f_te, trained) if len(trained) > 1 else {}
     m["modality_gap"] = _none_if_nan(next(iter(gaps.values()))) if gaps else None
     m.update({"gap_" + k.replace("|", "_"): _none_if_nan(v) for k, v in gaps.items()})
     m.update(epochs_run=res.epochs_run, best_epoch=res.best_epoch, protocol=res.protocol, val_acc=res.val.get("acc"),
              official_epoch=res.official_epoch, official_acc_multimodal=res.official_test.get("acc"))
     m.update({f"official_acc_{x}": _none_if_nan(res.official_test.get(f"acc_{x}")) for x in data.modalities})
-    m.update(train_time_s=round(train_time, 3), n_params=sum(p.numel() for p in model.parameters()),
+    m.update(n_params=sum(p.numel() for p in model.parameters()),
              dataset=data.name, modalities=data.modalities, n_classes=data.n_classes,
              config={"method": dataclasses.asdict(method), "encoder": dataclasses.asdict(enc), "train": dataclasses.asdict(train)})
     if out_dir is not None:
         save_json(out_dir / "metrics.json", m)
         save_npz(out_dir / "features.npz", **{k: v for k, v in f_te.items()})
         save_csv(out_dir / "history.csv", res.history)
-    return {"metrics": m, "history": res.history, "features": f_te, "model": model}
+    timing = {"train_s": round(train_time, 3), "epoch_s": res.epoch_times}
+    if timing_file or out_dir is not None: save_json(timing_file or out_dir / "timing.json", timing)
+    return {"metrics": m, "history": res.history, "features": f_te, "model": model, "timing": timing}
 
 # %% ../../nbs/23_mla_run.ipynb #c012
-RUN_KEYS = ("dataset", "out_dir", "missing_rate", "interaction", "synthetic", "data_root", "data_seed", "probe", "device")
+RUN_KEYS = ("dataset", "out_dir", "timing_file", "missing_rate", "interaction", "synthetic", "data_root", "data_seed", "probe", "device")
+MLA_TRAIN = dict(optimizer="sgd", lr=1e-3, momentum=0.9, weight_decay=1e-4, lr_step=70, lr_gamma=0.1, epochs=100,
+                 batch_size=64, progress=False)     # the paper's optimisation (official main.py)
 
-def split_params(flat: dict) -> tuple:
-    "`(MethodConfig, EncoderConfig, TrainConfig, run-level dict)` from one flat parameter dict."
-    parts = {c: {} for c in (MethodConfig, EncoderConfig, TrainConfig)}
-    names = {c: {f.name for f in dataclasses.fields(c)} for c in parts}
-    run, unknown = {}, []
-    for k, v in flat.items():
-        if k in RUN_KEYS: run[k] = v; continue
-        owners = [c for c in parts if k in names[c]]
-        if not owners: unknown.append(k)
-        for c in owners: parts[c][k] = v
-    if unknown:
-        raise ConfigError(f"unknown MLA parameter(s) {sorted(unknown)}; allowed: "
-                          f"{sorted(set().union(*names.values()) | set(RUN_KEYS))}")
-    return (MethodConfig(**parts[MethodConfig]), EncoderConfig(**parts[EncoderConfig]),
-            TrainConfig(**{"progress": False, **parts[TrainConfig]}), run)
+def split_params(flat: dict, sources: dict | None = None, where: str = "MLA parameters") -> tuple:
+    "`(MethodConfig, EncoderConfig, TrainConfig, run-level dict)` from one flat mapping; unknown keys are errors naming them."
+    return split_config(flat, (MethodConfig, EncoderConfig, TrainConfig), RUN_KEYS, {TrainConfig: MLA_TRAIN}, sources, where)
 
 # %% ../../nbs/23_mla_run.ipynb #c015
 def reselect(history: list, key: str, mode: str = "max") -> tuple:
