@@ -271,7 +271,7 @@ def cmg_report(runs: Runs, pipe: dict, out: Path, prepared="data/prepared", tsne
         if claims: note += f"\n\nThe paper's claims on {bench} (full against each row, both directions, 2 standard errors):\n\n{claims}"
         title = f"CMG — {bench} (zero-shot X→Y and in-modality test accuracy %, test perplexity of each modality's codes)"
         tables[f"cmg_{bench}"] = js
-        write_table(out / "tables" / f"cmg_{bench}", md + "\n" + note, js, title=title)
+        write_table(out / "tables" / f"cmg_{bench}", md + "\n" + note + "\n", js, title=title)
         sections.append(f"**{title}**\n\n{md}\n{note}")
         if i == 0:
             for v in variants:
