@@ -13,7 +13,7 @@ from .core import atomic_write_text, load_json, save_json
 # %% auto #0
 __all__ = ['CMG_LABELS', 'CMG_CLAIMS', 'MLA_LABELS', 'MLA_FUSION', 'MLA_ABLATION', 'SUMMARY_FIGURES', 'collect', 'cell',
            'results_table', 'write_table', 'cmg_columns', 'compare', 'cmg_claims', 'Runs', 'read_csv_rows',
-           'mla_claims', 'mla_report', 'cmg_benchmarks', 'cmg_report', 'drift', 'write_report']
+           'mla_claims', 'mla_report', 'cmg_benchmarks', 'cmg_report', 'drift', 'write_report', 'figure_captions']
 
 # %% ../nbs/41_report.ipynb #c003
 def collect(root="runs", experiment: str | None = None) -> dict:
@@ -340,3 +340,48 @@ def write_report(P: dict, runs_root="runs", out_dir="results", prepared="data/pr
     body += "".join(f"\n![{f}](results/figures/{f})\n" for f in figs if f in SUMMARY_FIGURES)
     atomic_write_text(out / "summary.md", body)
     return body
+
+# %% ../nbs/41_report.ipynb #c101
+def figure_captions(P: dict) -> dict:
+    "`{figure file: caption}` for the report's figures: benchmark, stages, seeds, protocol and selection rule, from the params `P`."
+    seeds = list(P.get("seeds", [0])); s = ", ".join(map(str, seeds))
+    pipe, rep = P.get("pipeline", {}) or {}, P.get("report", {}) or {}
+    mc, cc = (P.get("mla", {}) or {}).get("common", {}) or {}, (P.get("cmg", {}) or {}).get("common", {}) or {}
+    mla = pipe.get("mla") or {}
+    benches, variants = list(mla.get("benchmarks", [])), list(mla.get("variants", []))
+    mla_proto = (f"{mc.get('epochs', '?')} epochs, {mc.get('optimizer', '?')} lr {mc.get('lr', '?')}, batch {mc.get('batch_size', '?')}; "
+                 "each model is the epoch with the best validation accuracy")
+    cmg_b = cmg_benchmarks(pipe); c0 = next(iter(cmg_b), None)
+    cmg_proto = (f"Uni-Code D = {cc.get('dim', '?')}, {cc.get('n_codes', '?')} codes, {cc.get('epochs', '?')} pretraining epochs, "
+                 f"lr {cc.get('lr', '?')}; the last pretraining epoch is kept")
+    tsne = (f"t-SNE of {rep.get('tsne_points', 300)} test points per modality (L2-normalised features, t-SNE seed "
+            f"{rep.get('tsne_seed', 0)}); left panel coloured by modality, right panel by class")
+    caps = {}
+    if benches:
+        b0 = benches[0]
+        shown = [MLA_LABELS.get(v, v) for v in ("joint", "mla") if v in variants]
+        caps["mla_tsne.png"] = (f"{' against '.join(shown)} on `{b0}`: {tsne}; encoder features of the test split, seed {seeds[0]} "
+                                f"(stages `mla@{b0}-joint`, `mla@{b0}-mla`; {mla_proto}).")
+        caps["mla_gap.png"] = (f"Modality gap ‖mean(normalised h_a) − mean(normalised h_b)‖ on the test split, mean ± std over seeds {s}, "
+                               f"for each variant ({', '.join(variants)}) on {', '.join(f'`{b}`' for b in benches)} "
+                               f"(stages `mla@<benchmark>-<variant>`; {mla_proto}).")
+        for b in benches:
+            caps[f"mla_curves_{b}.png"] = (f"Per-modality test accuracy of the head read-out after every epoch, joint training against MLA "
+                                           f"on `{b}`, mean ± 1 std band over seeds {s} ({mla_proto}; the curve shows every epoch, the "
+                                           "tables the selected one).")
+    miss = pipe.get("mla_missing") or {}
+    if miss:
+        caps["mla_missing_rate.png"] = (f"Multimodal test accuracy against the fraction of missing modality cells "
+                                        f"({', '.join(f'{r:.0%}' for r in miss.get('rates', []))}) on `{miss.get('benchmark')}`, for "
+                                        f"{', '.join(MLA_LABELS.get(v, v) for v in miss.get('variants', []))}, mean ± 1 std over seeds {s} "
+                                        f"(stages `mla_missing@<rate>-<variant>`; {mla_proto}).")
+    if c0:
+        caps["cmg_tsne.png"] = (f"Uni-Code (full) against the shared-codebook baseline VQ on `{c0}`: {tsne}; each test sequence's "
+                                f"codewords averaged over time, seed {seeds[0]} (stages `cmg@{c0}-full`, `cmg@{c0}-vq`; {cmg_proto}).")
+        caps["cmg_codes.png"] = (f"Codebook usage on the `{c0}` test split: fraction of the codes used by both modalities, by one only, "
+                                 f"or by none (cf. CMG Fig. 4), mean over seeds {s}, for each variant of the `cmg` stages ({cmg_proto}).")
+        caps["cmg_club_race.png"] = (f"Cross-CPC against CLUB while pretraining on `{c0}`: Cross-CPC in-batch accuracy, the CLUB estimate "
+                                     f"and the code perplexity per training batch (moving average over 10 batches, mean ± std over seeds {s}), "
+                                     "for the full model with the CLUB warm-up, the paper's schedule (CLUB at weight 1 from step 0) and "
+                                     f"the model without CLUB ({cmg_proto}).")
+    return caps

@@ -1,0 +1,233 @@
+#!/usr/bin/env python3
+"""Build the documentation site into _site/ (`make docs`): offline, from what is in git, without running anything.
+
+  python docs/build.py [--out _site] [--stage _build/docs_src] [--check-only]
+
+It stages a copy of the sources in the repository's layout (so every relative link of the README and the chapters
+stays valid) and runs Sphinx (docs/conf.py) on it:
+- index:    README.md (rendered from nbs/index.ipynb, with the pipeline's results), figures from results/figures/;
+- chapters: nbs/NN_*.ipynb in dependency order with their committed outputs (myst-nb, never executed); `#|`
+            directive lines are taken out of the shown code, `#| hide` cells are not shown, and a figure a chapter
+            links that is not generated yet (e.g. results/evidence/ before `make evidence`) becomes a note;
+- results:  every table of results/tables/ and every figure of results/figures/, captioned with what was run
+            (mla_cmg.report.figure_captions on params.yaml);
+- api:      the signatures and docstrings of every exported function and class (autodoc, `__all__`).
+MathJax 3 is copied from the django-static-mathjax wheel into _static/mathjax/: no page loads anything from a CDN.
+The build fails when a page would load a script or stylesheet over http(s).
+"""
+from __future__ import annotations
+import argparse, json, os, re, shutil, subprocess, sys, time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+GROUPS = [("Shared pieces", "0"), ("Data", "1"), ("MLA (CVPR 2024)", "2"), ("CMG / Uni-Code (NeurIPS 2023)", "3"),
+          ("Figures and report", "4")]
+MATHJAX_PARTS = ["tex-chtml.js", "output/chtml/fonts/woff-v2", "input/tex/extensions", "ui", "a11y", "adaptors"]
+
+
+def chapters() -> list[Path]:
+    "The library chapters, in their dependency (file-name) order."
+    return sorted(p for p in (ROOT / "nbs").glob("[0-9][0-9]_*.ipynb"))
+
+
+def mathjax_dir() -> Path:
+    "MathJax 3's es5 folder inside the installed django-static-mathjax package."
+    import importlib.util
+    spec = importlib.util.find_spec("mathjax")
+    if spec is None or not spec.submodule_search_locations:
+        raise SystemExit("docs: MathJax not installed: `make setup` installs django-static-mathjax (dev requirements)")
+    d = Path(list(spec.submodule_search_locations)[0]) / "static" / "mathjax" / "es5"
+    if not (d / "tex-chtml.js").exists(): raise SystemExit(f"docs: {d}/tex-chtml.js missing: reinstall django-static-mathjax")
+    return d
+
+
+def _strip_directives(src: str) -> str:
+    "Code as a reader sees it: without nbdev's `#|` directive lines."
+    return "\n".join(l for l in src.split("\n") if not l.lstrip().startswith("#|")).strip("\n")
+
+
+def stage_chapter(src: Path, dst: Path) -> dict:
+    "Copy one chapter for the site; return what was changed."
+    nb = json.loads(src.read_text(encoding="utf-8"))
+    hidden, notes = 0, []
+    cells = []
+    for c in nb["cells"]:
+        s = "".join(c["source"]) if isinstance(c["source"], list) else c["source"]
+        if c["cell_type"] == "code":
+            first = s.lstrip().split("\n", 1)[0]
+            shown = _strip_directives(s)
+            if first.startswith("#| hide") or (not shown and not c.get("outputs")):
+                hidden += 1; continue
+            c["source"] = shown
+        elif c["cell_type"] == "markdown":
+            def img(m):
+                target = (src.parent / m.group(2)).resolve()
+                if target.exists(): return m.group(0)
+                notes.append(m.group(2))
+                return (f"*Figure `{m.group(2).replace('../', '')}` ({m.group(1)}) is not generated yet: "
+                        f"{'`make evidence` writes it' if 'evidence' in m.group(2) else '`make repro` writes it'}.*")
+            c["source"] = re.sub(r"!\[([^\]]*)\]\(([^)\s]+)\)", img, s)
+        cells.append(c)
+    nb["cells"] = cells
+    dst.write_text(json.dumps(nb, ensure_ascii=False), encoding="utf-8")
+    return dict(hidden=hidden, missing_figures=notes)
+
+
+def _title(nb: Path) -> str:
+    cells = json.loads(nb.read_text())["cells"]
+    for c in cells:
+        if c["cell_type"] == "markdown":
+            m = re.search(r"^#\s+(.+)$", "".join(c["source"]), re.M)
+            if m: return m.group(1).strip()
+    return nb.stem
+
+
+def index_md(chs: list[Path]) -> str:
+    "The README, then the site's tables of contents (hidden: the sidebar shows them)."
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    readme = re.sub(r"^<!--.*?-->\s*", "", readme, flags=re.S)
+    tocs = []
+    for caption, prefix in GROUPS:
+        names = [f"nbs/{p.stem}" for p in chs if p.stem.startswith(prefix)]
+        if names: tocs.append("```{toctree}\n:hidden:\n:caption: " + caption + "\n\n" + "\n".join(names) + "\n```\n")
+    tocs.append("```{toctree}\n:hidden:\n:caption: Results and reference\n\nresults\napi\n```\n")
+    return readme + "\n\n" + "\n".join(tocs)
+
+
+def results_md(params: dict) -> str:
+    "The results page: what was run, every table of results/tables/ and every figure with its caption."
+    import mla_cmg.report as report
+    caps = report.figure_captions(params)
+    order = lambda p: (0 if p.stem.startswith("mla") else 1, p.stem)
+    seeds = params.get("seeds", [])
+    out = ["# Results", "",
+           "Generated by the pipeline's `report` stage (`make repro` = `dvc repro`, then the README) from the stored "
+           f"runs under `runs/`; committed in `results/`. All numbers are on the test split, mean ± std over seeds "
+           f"{', '.join(map(str, seeds))}. The protocol is `params.yaml`; the README's *Results* section lists which of "
+           "the papers' claims reproduce. Nothing on this page was rerun to build the site.", ""]
+    out += ["## Figures", ""]
+    figs = sorted((ROOT / "results" / "figures").glob("*.png"))
+    for f in sorted(figs, key=order):
+        cap = caps.get(f.name, f"`{f.name}`, written by the report stage.")
+        out += [f"```{{figure}} results/figures/{f.name}", f":name: fig-{f.stem}", f":alt: {f.stem}", "", cap, "```", ""]
+    tables = sorted((ROOT / "results" / "tables").glob("*.md"))
+    out += ["## Tables", ""]
+    for t in sorted(tables, key=order):
+        text = t.read_text(encoding="utf-8").strip()
+        text = re.sub(r"^###\s+", "### ", text)
+        if not text.startswith("###"): text = f"### {t.stem}\n\n" + text
+        out += [text, "", f"*Source: `results/tables/{t.name}` (and `{t.stem}.json`).*", ""]
+    ev = ROOT / "results" / "evidence"
+    if (ev / "figures").is_dir() or (ev / "tables").is_dir():
+        out += ["## Evidence (`make evidence`)", "",
+                "The same DAG on the wider grids of `profiles.evidence` in `params.yaml`, copied to `results/evidence/`; "
+                "the method chapters (MLA evidence, CMG model) read these.", ""]
+        for t in sorted((ev / "tables").glob("*.md"), key=order):
+            text = t.read_text(encoding="utf-8").strip()
+            if not text.startswith("###"): text = f"### {t.stem}\n\n" + text
+            out += [text.replace("### ", "### Evidence: ", 1), ""]
+        for f in sorted((ev / "figures").glob("*.png"), key=order):
+            out += [f"```{{figure}} results/evidence/figures/{f.name}", f":alt: evidence {f.stem}", "",
+                    f"Evidence profile: {caps.get(f.name, f.name)}", "```", ""]
+    return "\n".join(out) + "\n"
+
+
+def api_md() -> str:
+    "One section per module: where it is written (its chapter) and autodoc of its exports."
+    out = ["# API reference", "",
+           "The signatures and docstrings of what each module of `mla_cmg` exports (`__all__`), generated from the "
+           "package, which `nbdev_export` writes from the chapters. Each section links the chapter that defines it.", ""]
+    for py in sorted((ROOT / "mla_cmg").rglob("*.py")):
+        if py.name.startswith("_"): continue
+        head = py.read_text(encoding="utf-8")[:600]
+        m = re.search(r"File to edit: \.\./nbs/(\S+?)\.ipynb", head)
+        mod = ".".join(py.relative_to(ROOT).with_suffix("").parts)
+        out += [f"## `{mod}`", ""]
+        if m: out += [f"Written in the chapter [{_title(ROOT / 'nbs' / (m.group(1) + '.ipynb'))}](nbs/{m.group(1)}.ipynb).", ""]
+        out += ["```{eval-rst}", f".. automodule:: {mod}", "```", ""]
+    return "\n".join(out) + "\n"
+
+
+def stage(stage_dir: Path) -> dict:
+    "Lay out the site's sources in `stage_dir` (removed first)."
+    import yaml
+    if stage_dir.exists(): shutil.rmtree(stage_dir)
+    (stage_dir / "nbs").mkdir(parents=True)
+    chs = chapters()
+    info = {p.name: stage_chapter(p, stage_dir / "nbs" / p.name) for p in chs}
+    for figs in (ROOT / "results" / "figures", ROOT / "results" / "evidence" / "figures"):   # tables are inlined
+        if figs.is_dir(): shutil.copytree(figs, stage_dir / figs.relative_to(ROOT), ignore=shutil.ignore_patterns("*.tmp*", ".*"))
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    (stage_dir / "index.md").write_text(index_md(chs), encoding="utf-8")
+    (stage_dir / "results.md").write_text(results_md(params), encoding="utf-8")
+    (stage_dir / "api.md").write_text(api_md(), encoding="utf-8")
+    from PIL import Image, ImageDraw      # a favicon of our own: browsers would otherwise ask for /favicon.ico (a 404)
+    (stage_dir / "_static").mkdir(exist_ok=True)
+    ico = Image.new("RGBA", (32, 32), (0, 0, 0, 0)); ImageDraw.Draw(ico).rounded_rectangle((2, 2, 29, 29), 6, fill=(31, 119, 180))
+    ico.save(stage_dir / "_static" / "favicon.png")
+    mj, dst = mathjax_dir(), stage_dir / "_static" / "mathjax"
+    for part in MATHJAX_PARTS:
+        s = mj / part
+        if s.is_dir(): shutil.copytree(s, dst / part)
+        elif s.exists(): dst.mkdir(parents=True, exist_ok=True); shutil.copy2(s, dst / part)
+    return info
+
+
+def external_assets(site: Path) -> list[str]:
+    "Scripts, stylesheets, images or fonts that a page would load over the network (must be none)."
+    bad = []
+    pat = re.compile(r"<(?:script|link|img|iframe|source)\b[^>]*(?:src|href)=\"((?:https?:)?//[^\"]+)\"", re.I)
+    for page in site.rglob("*.html"):
+        for m in pat.finditer(page.read_text(encoding="utf-8", errors="replace")):
+            tag = m.group(0)
+            if tag.lower().startswith("<link") and not re.search(r"rel=\"(stylesheet|preload|icon|modulepreload)\"", tag): continue
+            bad.append(f"{page.relative_to(site)}: {m.group(1)}")
+    for css in site.rglob("*.css"):
+        for m in re.finditer(r"(?:url\(|@import\s+)[\"']?((?:https?:)?//[^\"')]+)", css.read_text(errors="replace")):
+            bad.append(f"{css.relative_to(site)}: {m.group(1)}")
+    return bad
+
+
+def build(out: Path, stage_dir: Path, quiet: bool = True) -> dict:
+    "Stage the sources and run Sphinx into `out` (written to a temporary folder, then moved into place)."
+    t0 = time.time()
+    info = stage(stage_dir)
+    tmp_out = stage_dir / "html"        # built here (myst-nb writes beside it), then moved into place
+    cmd = [sys.executable, "-m", "sphinx", "-b", "html", "-c", str(ROOT / "docs"), "-d", str(stage_dir / ".doctrees"),
+           "-E", "--keep-going", *(["-q"] if quiet else []), "-w", str(stage_dir / "warnings.txt"), str(stage_dir), str(tmp_out)]
+    env = {**os.environ, "PYTHONHASHSEED": "0", "MPLBACKEND": "Agg", "MLA_CMG_DOCS_STAGE": str(stage_dir)}
+    r = subprocess.run(cmd, cwd=ROOT, env=env)
+    if r.returncode != 0: raise SystemExit(f"docs: sphinx-build failed (exit {r.returncode}); see {stage_dir / 'warnings.txt'}")
+    bad = external_assets(tmp_out)
+    if bad: raise SystemExit("docs: pages would load assets from the network:\n  " + "\n  ".join(bad[:20]))
+    old = out.with_name(f".old-{out.name}")
+    if old.exists(): shutil.rmtree(old)
+    if out.exists(): os.replace(out, old)
+    shutil.move(str(tmp_out), str(out))
+    if old.exists(): shutil.rmtree(old)
+    warnings = [w for w in (stage_dir / "warnings.txt").read_text().splitlines() if w.strip()]
+    (out / ".build-info.json").write_text(json.dumps({"seconds": round(time.time() - t0, 1), "warnings": warnings,
+                                                      "chapters": info}, indent=1))
+    return dict(seconds=time.time() - t0, warnings=warnings, info=info)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--out", default=str(ROOT / "_site"))
+    ap.add_argument("--stage", default=str(ROOT / "_build" / "docs_src"))
+    ap.add_argument("--verbose", action="store_true")
+    a = ap.parse_args(argv)
+    r = build(Path(a.out), Path(a.stage), quiet=not a.verbose)
+    for w in r["warnings"]: print("warning:", w)
+    missing = sorted({f for i in r["info"].values() for f in i["missing_figures"]})
+    if missing: print("figures linked by chapters but not generated yet (shown as notes):", ", ".join(missing))
+    n = len(list(Path(a.out).rglob("*.html")))
+    print(f"docs: {n} pages in {a.out} in {r['seconds']:.1f} s ({len(r['warnings'])} Sphinx warning(s)); "
+          f"open {Path(a.out) / 'index.html'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
