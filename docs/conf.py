@@ -45,3 +45,5 @@ html_theme_options = {
     "navigation_with_keys": False,
 }
 html_show_sourcelink = False
+# An explicit colour mode: with none, the theme logs a console error ("invalid theme mode") on a first visit.
+html_context = {"default_mode": "light"}

@@ -130,8 +130,8 @@ def test_every_page_in_chromium(site, server, driver):
     ART.mkdir(parents=True, exist_ok=True)
     problems, seen_imgs, report = [], {}, {}
     for page in pages:
+        driver.get_log("browser")                   # drop what earlier pages left; keep this load's entries
         driver.get(server + page)
-        driver.get_log("browser")                   # (kept below: entries of this load)
         st = driver.execute_async_script(_PAGE_STATE)
         logs = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
         if not st["title"].strip(): problems.append(f"{page}: no <title>")
