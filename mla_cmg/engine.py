@@ -4,7 +4,7 @@
 
 # %% ../nbs/02_engine.ipynb #c002
 from __future__ import annotations
-import copy, dataclasses, math, sys, time
+import copy, dataclasses, math, sys, time, warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -16,6 +16,7 @@ from tqdm import tqdm
 
 from .core import (ConfigError, get_device, load_checkpoint, rng_state, save_checkpoint,
                           save_csv, seed_everything, set_rng_state)
+from . import dist as D
 
 # %% auto #0
 __all__ = ['TrainConfig', 'StepContext', 'Method', 'to_device', 'make_loader', 'make_optimizer', 'FitResult', 'fit']
@@ -60,9 +61,17 @@ class StepContext:
     optimizer: torch.optim.Optimizer
     params: list
     grad_clip: float | None = None
+    distributed: bool = False        # under torchrun: the batch is this rank's shard of the global batch
+    synced: bool = False             # the gradients of this step are already averaged over the ranks
+
+    def sync_grads(self):
+        "Average the main parameters' gradients over the ranks, once per step (no-op in one process)."
+        if self.distributed and not self.synced:
+            D.all_reduce_grads(self.params); self.synced = True
 
     def step(self):
-        "Clip (optionally), step the main optimizer and clear gradients (set to None)."
+        "Average the gradients over the ranks (under torchrun), clip (optionally), step the main optimizer and clear gradients (set to None)."
+        if self.distributed: self.sync_grads(); self.synced = False
         if self.grad_clip: nn.utils.clip_grad_norm_(self.params, self.grad_clip)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
@@ -152,13 +161,38 @@ class _DeviceLoader:
 
 def _cfg_dict(cfg): return {k: v for k, v in dataclasses.asdict(cfg).items() if k != "progress"}
 
+def _dist_setup(method, cfg, n_train, device):
+    "Checks and conversions for a data-parallel run."
+    ws = D.world()
+    if cfg.batch_size % ws:
+        raise ConfigError(f"TrainConfig.batch_size ({cfg.batch_size}) is the global batch and must be divisible by the "
+                          f"number of processes ({ws}); e.g. batch_size={cfg.batch_size - cfg.batch_size % ws or ws}")
+    if n_train < ws: raise ConfigError(f"{n_train} training samples cannot be split over {ws} processes")
+    bns = [m for m in method.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if bns and device.type == "cuda": nn.SyncBatchNorm.convert_sync_batchnorm(method)
+    elif bns and D.is_main():
+        warnings.warn(f"{type(method).__name__} has BatchNorm layers: on CPU each rank normalises with its own shard's "
+                      "statistics (SyncBatchNorm needs CUDA), so the run is not exactly the single-process one")
+    rest = n_train % cfg.batch_size
+    if rest % ws and D.is_main():
+        warnings.warn(f"the last batch of each epoch ({rest} samples) is cut to a multiple of {ws} processes: "
+                      f"{rest % ws} sample(s) per epoch are left out")
+
+def _shard_loader(ds, cfg, collate_fn, epoch, ws):
+    "This rank's loader of epoch `epoch`: its slice of every global batch (`dist.shard_batches`)."
+    batches = D.shard_batches(len(ds), cfg.batch_size, cfg.seed, epoch, D.rank(), ws)
+    # a generator of its own: the iterator's base seed must not come from the global RNG (make_loader's does not)
+    return DataLoader(ds, batch_sampler=batches, collate_fn=collate_fn, num_workers=0, generator=torch.Generator())
+
 def fit(method: Method, train_ds: Dataset, val_ds: Dataset | None = None, test_ds: Dataset | None = None,
         cfg: TrainConfig | None = None, run_dir=None, collate_fn=None, device=None, resume: bool = True,
         stop_after: int | None = None, on_batch_end: Callable | None = None) -> FitResult:
-    "Train `method`; checkpoint to `run_dir/last.pt` every epoch and resume from it when present."
+    "Train `method`; checkpoint to `run_dir/last.pt` every epoch and resume from it when present (under `torchrun`: data-parallel)."
     cfg = cfg or TrainConfig()
     device = get_device(device) if not isinstance(device, torch.device) else device
     method.to(device)
+    ws, main = D.world(), D.is_main()
+    if ws > 1: _dist_setup(method, cfg, len(train_ds), device)
     params = method.optim_params()
     opt = make_optimizer(params, cfg)
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=cfg.lr_step, gamma=cfg.lr_gamma)
@@ -177,19 +211,23 @@ def fit(method: Method, train_ds: Dataset, val_ds: Dataset | None = None, test_d
         if best_path.exists(): best_state = load_checkpoint(best_path, map_location=device)["model"]
     else:
         seed_everything(cfg.seed)
-    global_step = start * max(1, math.ceil(len(train_ds) / cfg.batch_size))
+    if ws > 1: D.broadcast_state_(method)                # every rank starts from rank 0's model (identical when seeded alike)
+    global_step = start * max(1, math.ceil(len(train_ds) / cfg.batch_size) if ws == 1 else D.n_batches(len(train_ds), cfg.batch_size, ws))
     method.train()
-    bar = tqdm(range(start, cfg.epochs), initial=start, total=cfg.epochs, disable=not cfg.progress,
+    bar = tqdm(range(start, cfg.epochs), initial=start, total=cfg.epochs, disable=not (cfg.progress and main),
                file=sys.stderr, mininterval=1.0, desc=type(method).__name__)
     for epoch in bar:
         if stop_after is not None and epoch - start >= stop_after: break
         t0 = time.time()
         method.on_epoch_start(epoch)
-        loader = make_loader(train_ds, cfg.batch_size, shuffle=True, collate_fn=collate_fn, seed=cfg.seed, epoch=epoch)
+        if ws == 1: loader = make_loader(train_ds, cfg.batch_size, shuffle=True, collate_fn=collate_fn, seed=cfg.seed, epoch=epoch)
+        else: loader = _shard_loader(train_ds, cfg, collate_fn, epoch, ws)
         sums, n = {}, 0
         for i, batch in enumerate(loader):
-            ctx = StepContext(epoch, i, len(loader), global_step, opt, params, cfg.grad_clip)
-            logs = method.training_step(to_device(batch, device), ctx)
+            ctx = StepContext(epoch, i, len(loader), global_step, opt, params, cfg.grad_clip, distributed=ws > 1)
+            if ws == 1: logs = method.training_step(to_device(batch, device), ctx)
+            else:
+                with D.sharded(): logs = D.mean_logs(method.training_step(to_device(batch, device), ctx))
             logs = {k: float(v) for k, v in logs.items()}
             for k, v in logs.items(): sums[k] = sums.get(k, 0.0) + v
             if cfg.log_steps: steps.append({"step": global_step, "epoch": epoch, **logs})
@@ -198,6 +236,7 @@ def fit(method: Method, train_ds: Dataset, val_ds: Dataset | None = None, test_d
         row = {"epoch": epoch, "lr": opt.param_groups[0]["lr"]}
         row.update({f"train_{k}": v / max(n, 1) for k, v in sums.items()})
         sched.step()
+        if ws > 1: D.broadcast_state_(method, buffers_only=True)   # e.g. BatchNorm running statistics: rank 0's
         val, test = _eval(method, val_ds, cfg, collate_fn, device), _eval(method, test_ds, cfg, collate_fn, device)
         row.update({f"val_{k}": v for k, v in val.items()}); row.update({f"test_{k}": v for k, v in test.items()})
         epoch_times.append(round(time.time() - t0, 3))      # kept apart: the history must not change between reruns
@@ -207,13 +246,14 @@ def fit(method: Method, train_ds: Dataset, val_ds: Dataset | None = None, test_d
         elif _better(score, best_score, cfg.select_mode):
             best_score, best_epoch = score, epoch
             best_state = copy.deepcopy(method.state_dict())
-            if best_path: save_checkpoint(best_path, {"model": best_state, "epoch": epoch})
-        if last is not None:
+            if best_path and main: save_checkpoint(best_path, {"model": best_state, "epoch": epoch})
+        if last is not None and main:
             save_checkpoint(last, {"model": method.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
                                    "extra": method.extra_state(), "rng": rng_state(), "epoch": epoch, "history": history,
                                    "best_score": best_score, "best_epoch": best_epoch, "cfg": _cfg_dict(cfg), "steps": steps})
             save_csv(run_dir / "history.csv", history)
             if steps: save_csv(run_dir / "steps.csv", steps)
+        if ws > 1: D.barrier()                           # the checkpoint of this epoch is complete before anyone goes on
         bar.set_postfix({k: f"{v:.3g}" for k, v in row.items() if k.startswith(("train_loss", f"val_{cfg.select_metric}"))})
     bar.close()
     epochs_run = len(history)

@@ -15,7 +15,7 @@ from .core import ConfigError, atomic_write_text, deep_merge, load_json, read_ya
 
 # %% auto #0
 __all__ = ['KERNEL_START_TIMEOUT', 'KERNEL_START_TRIES', 'apply_profile', 'resolve', 'run_notebook', 'tidy_record', 'run_all',
-           'timing_path', 'summarize', 'main']
+           'timing_path', 'summarize', 'run_torchrun', 'main']
 
 # %% ../nbs/05_runner.ipynb #c004
 def apply_profile(params: dict, name: str | None, where: str = "params.yaml") -> dict:
@@ -191,6 +191,25 @@ def summarize(run_dirs: list, out, metrics_file: str = "metrics.json", extra: di
     return res
 
 # %% ../nbs/05_runner.ipynb #c017
+def run_torchrun(experiment, bench, variant, param_sets: list, world_size: int, sets=(), params_file="params.yaml",
+                 root="runs", name=None, profile=None, log=sys.stderr) -> list:
+    "Run each seed in turn data-parallel: `torchrun --standalone --nproc_per_node=world_size -m mla_cmg.launch ...`."
+    import subprocess
+    if world_size < 1: raise ConfigError(f"{params_file}: world_size must be >= 1, got {world_size}")
+    outs = []
+    for p in param_sets:
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={world_size}",
+               "-m", "mla_cmg.launch", experiment, bench, variant, "--seed", str(p["seed"]), "--params", str(params_file),
+               "--root", str(root)] + [x for kv in sets for x in ("--set", kv)] + \
+              (["--name", name] if name else []) + (["--profile", profile] if profile else [])
+        t0 = time.time()
+        r = subprocess.run(cmd, env={**os.environ, **_KERNEL_ENV}, capture_output=True, text=True)
+        if r.returncode:
+            raise RuntimeError(f"torchrun failed for seed {p['seed']} ({' '.join(cmd[2:])}):\n" + "\n".join((r.stdout + r.stderr).strip().splitlines()[-25:]))
+        outs.append(Path(p["out_dir"]))
+        if log: print(f"  done {p['out_dir']} in {time.time() - t0:.1f}s ({world_size} processes)", file=log, flush=True)
+    return outs
+
 def main(argv=None) -> int:
     "python -m mla_cmg.runner EXPERIMENT BENCHMARK VARIANT [--set KEY=VALUE ...] [--name NAME] [--profile P] [--params params.yaml] [--root runs]  |  --notebook NB --out OUT [--set KEY=VALUE ...]"
     import argparse
@@ -220,7 +239,9 @@ def main(argv=None) -> int:
     for p in sets: p["timing_file"] = str(timing_path(p["out_dir"], a.root))      # timings stay out of the outputs
     t0 = time.time()
     print(f"{a.experiment}/{a.benchmark}/{a.variant}: {len(sets)} run(s) of {nb}", file=sys.stderr)
-    outs = run_all(nb, sets, jobs=int(apply_profile(params, a.profile).get("jobs", 2)), sources=sources)
+    ws = int(apply_profile(params, a.profile).get("world_size", 1))
+    if ws > 1: outs = run_torchrun(a.experiment, a.benchmark, a.variant, sets, ws, a.set, a.params, a.root, name, a.profile)
+    else: outs = run_all(nb, sets, jobs=int(apply_profile(params, a.profile).get("jobs", 2)), sources=sources)
     summarize(outs, folder / f"{name}.json",
               extra={"experiment": a.experiment, "benchmark": a.benchmark, "variant": a.variant, "name": name,
                      "seeds": [p["seed"] for p in sets],

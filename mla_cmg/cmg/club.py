@@ -8,6 +8,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..dist import all_reduce_grads, gather_cat, is_sharded, shard_offset
+
 # %% auto #0
 __all__ = ['CLUB_NEGATIVES', 'CLUB_TIME_POOLS', 'GroupedMLP', 'TemporalCLUB', 'club_inner_steps']
 
@@ -75,21 +77,23 @@ class TemporalCLUB(nn.Module):
         single = x.dim() == 3
         x, y = self._grouped(x, y)
         mu, lv = self.gaussian(x)                                                    # g b t dy
+        ya = gather_cat(y, 1) if is_sharded() else y                                 # data-parallel: the global batch
         if neg == "sampled":                                                         # one shuffled partner per sample
-            perm = torch.rand(y.shape[:2], device=y.device).argsort(1)              # g b
-            y_neg = torch.gather(y, 1, perm[:, :, None, None].expand_as(y))
+            perm = torch.rand(ya.shape[:2], device=y.device).argsort(1)             # g b
+            if is_sharded(): perm = perm[:, shard_offset(y.shape[1]):][:, :y.shape[1]]   # this rank's rows' partners
+            y_neg = torch.gather(ya, 1, perm[:, :, None, None].expand_as(y))
         if self.time_pool == "official":
             var = lv.mean(2).exp()                                                   # g b dy
             pos = -((mu - y) ** 2).mean(2) / var
             if neg == "sampled": negv = -((mu - y_neg) ** 2).mean(2) / var
-            else: negv = -((mu[:, :, None] - y[:, None]) ** 2).mean(3).mean(2) / var   # g b j t dy -> g b dy
+            else: negv = -((mu[:, :, None] - ya[:, None]) ** 2).mean(3).mean(2) / var   # g b j t dy -> g b dy
             est = (pos.sum(-1) - negv.sum(-1)).mean(1) / 2
         else:
             var = lv.exp()
             pos = -(mu - y) ** 2 / var                                               # g b t dy
             if neg == "sampled": negv = -(mu - y_neg) ** 2 / var
             else:   # mean_j (mu_b - y_j)^2 = (mu_b - mean_j y_j)^2 + var_j(y_j), per (t, d)
-                ym, yv = y.mean(1, keepdim=True), y.var(1, unbiased=False, keepdim=True)
+                ym, yv = ya.mean(1, keepdim=True), ya.var(1, unbiased=False, keepdim=True)
                 negv = -((mu - ym) ** 2 + yv) / var
             est = 0.5 * (pos - negv).sum(-1).mean((1, 2))
         return est[0] if single else est
@@ -104,6 +108,7 @@ def club_inner_steps(club: TemporalCLUB, opt: torch.optim.Optimizer, x: torch.Te
         opt.zero_grad(set_to_none=True)
         loss = club.learning_loss(x, y)
         loss.backward()
+        if is_sharded(): all_reduce_grads(club.parameters())                  # data-parallel: the global batch's gradient
         opt.step()
     opt.zero_grad(set_to_none=True)
     return loss.detach()

@@ -8,19 +8,21 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..dist import gather_cat, is_sharded, shard_offset
+
 # %% auto #0
 __all__ = ['CPC_ANCHORS', 'info_nce', 'info_nce_acc', 'CrossCPC']
 
 # %% ../../nbs/33_cmg_cpc.ipynb #c005
-def info_nce(targets: torch.Tensor, preds: torch.Tensor) -> torch.Tensor:
-    "InfoNCE: -mean_i log softmax_j(targets_i · preds_j)[i]; targets, preds [B,D] (or [..., B, D], averaged over ...)."
-    S = targets @ preds.transpose(-1, -2)                                    # ... b b
-    return -torch.log_softmax(S, dim=-1).diagonal(dim1=-2, dim2=-1).mean()
+def info_nce(targets: torch.Tensor, preds: torch.Tensor, offset: int = 0) -> torch.Tensor:
+    "InfoNCE: -mean_i log softmax_j(targets_i · preds_j)[i + offset]; targets [B,D], preds [B',D] (or [..., B, D], averaged over ...)."
+    S = targets @ preds.transpose(-1, -2)                                    # ... b b'
+    return -torch.log_softmax(S, dim=-1).diagonal(offset, dim1=-2, dim2=-1).mean()
 
-def info_nce_acc(targets: torch.Tensor, preds: torch.Tensor) -> torch.Tensor:
-    "How often the paired prediction scores highest for its target (a diagnostic)."
+def info_nce_acc(targets: torch.Tensor, preds: torch.Tensor, offset: int = 0) -> torch.Tensor:
+    "How often the paired prediction (column i + offset) scores highest for its target i (a diagnostic)."
     S = targets @ preds.transpose(-1, -2)
-    return (S.argmax(-1) == torch.arange(S.shape[-1], device=S.device)).float().mean()
+    return (S.argmax(-1) == torch.arange(S.shape[-2], device=S.device) + offset).float().mean()
 
 # %% ../../nbs/33_cmg_cpc.ipynb #c009
 CPC_ANCHORS = ("random", "all")
@@ -61,7 +63,10 @@ class CrossCPC(nn.Module):
             for k in range(K):
                 preds = self.pred[m][k](ctx[m]).transpose(0, 1)                       # a b d
                 tgts = z[n].index_select(1, ts + k + 1).transpose(0, 1)               # a b d
-                loss = loss + w * info_nce(tgts, preds) / K
-                acc = acc + info_nce_acc(tgts.detach(), preds.detach()) / K
+                off = 0
+                if is_sharded():      # data-parallel: this rank's targets against the global batch's predictions
+                    off, preds = shard_offset(preds.shape[1]), gather_cat(preds, 1)
+                loss = loss + w * info_nce(tgts, preds, off) / K
+                acc = acc + info_nce_acc(tgts.detach(), preds.detach(), off) / K
             n_pairs += 1
         return {"loss": loss, "acc": acc / max(n_pairs, 1)}

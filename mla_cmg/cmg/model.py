@@ -15,6 +15,7 @@ from torch import nn
 
 from ..core import ConfigError, from_dict, load_checkpoint, save_checkpoint
 from ..engine import Method
+from ..dist import all_reduce_sum
 from .club import CLUB_NEGATIVES, CLUB_TIME_POOLS, TemporalCLUB, club_inner_steps
 from .cmcm import CMCM_FORMS, cmcm_loss
 from .cpc import CPC_ANCHORS, CrossCPC
@@ -262,7 +263,8 @@ class UniCode(Method):
         self.train_steps.add_(1)
         if self.club is not None: logs["club_weight"] = w_club
         logs.update({"loss": loss.detach(), **{k: v.detach() for k, v in t.items()}})
-        for m in self.mods: logs[f"perplexity_{m}"] = perplexity(code_counts(out["vq"].idx[m], self.cfg.n_codes))
+        for m in self.mods:   # (data-parallel: of the global batch's usage)
+            logs[f"perplexity_{m}"] = perplexity(all_reduce_sum(code_counts(out["vq"].idx[m], self.cfg.n_codes)))
         return logs
 
     def evaluate(self, loader) -> dict:

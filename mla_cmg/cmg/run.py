@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from ..core import ConfigError, claim_run_dir, save_csv, save_json, save_npz, seed_everything, split_config
+from ..dist import barrier, is_main
 from ..data.format import MMDataset, collate
 from ..engine import TrainConfig, fit, make_loader, to_device
 from .downstream import DownstreamConfig, downstream_eval, extract_codes
@@ -37,7 +38,10 @@ def run_experiment(data, model: CMGConfig, train: TrainConfig, downstream: Downs
     config = {"data": {"name": data.name, "sha256": content_hash(data)}, "model": dataclasses.asdict(model),
               "train": {k: v for k, v in dataclasses.asdict(train).items() if k != "progress"},
               "downstream": dataclasses.asdict(downstream)}
-    out = claim_run_dir(out_dir, config, fresh=fresh) if out_dir is not None else None
+    out = None
+    if out_dir is not None:      # under torchrun rank 0 claims the folder, the others wait and use it
+        out = claim_run_dir(out_dir, config, fresh=fresh) if is_main() else Path(out_dir)
+        barrier()
     seed_everything(train.seed)
     net = UniCode({m: int(data.x[m].shape[-1]) for m in data.modalities}, model)
     has_val = bool((data.split == "val").any())
@@ -46,6 +50,7 @@ def run_experiment(data, model: CMGConfig, train: TrainConfig, downstream: Downs
     res = fit(net, MMDataset(data, "train"), MMDataset(data, "val") if has_val and not select_last else None, cfg=train,
               run_dir=out / "train" if out else None, collate_fn=collate, device=device, resume=resume)
     train_s = time.time() - t0
+    if not is_main(): return {"metrics": None, "history": res.history, "steps": res.steps, "model": net, "codes": None, "timing": None}
     net.eval()
     dev = next(net.parameters()).device
     def score(split):

@@ -17,6 +17,7 @@ from ..encoders import EncoderConfig, build_encoders
 from ..metrics import accuracy, linear_probe, macro_f1, modality_gap
 from .fusion import FUSION_MODES, entropy_fusion
 from .hgm import HGM, HGM_VARIANTS, hgm_alpha
+from ..dist import all_reduce_sum, global_mean_scale, is_sharded, world as _world_size
 
 # %% auto #0
 __all__ = ['SCHEDULES', 'ORDERS', 'JOINT_HEADS', 'METHODS', 'MultimodalMethod', 'MLA', 'Joint', 'OGMGE', 'Unimodal', 'UME',
@@ -28,6 +29,11 @@ def _present(batch, m) -> torch.Tensor:
     y = batch["y"]
     mk = batch.get("mask", {}).get(m) if isinstance(batch.get("mask"), dict) else None
     return torch.ones_like(y, dtype=torch.bool) if mk is None else mk.bool()
+
+def _shard_ce(logits: torch.Tensor, y: torch.Tensor, sel: torch.Tensor, scale: float) -> torch.Tensor:
+    "Data-parallel cross-entropy over this rank's present samples `sel`, scaled so that the ranks' mean is the global batch's mean."
+    ce = F.cross_entropy(logits, y, reduction="none")
+    return torch.where(sel, ce, torch.zeros_like(ce)).sum() * (scale / max(int(sel.sum()), 1))
 
 class MultimodalMethod(Method):
     "Encoders per modality plus the shared evaluation; subclasses define the heads, the step and `predict`."
@@ -113,6 +119,7 @@ class MLA(MultimodalMethod):
     def training_step(self, batch, ctx: StepContext) -> dict:
         order, y = self.step_order(ctx), batch["y"]
         sel = {m: _present(batch, m) for m in order}
+        if is_sharded(): return self._sharded_step(batch, ctx, order, sel)
         feats = {m: self.encoders[m](batch["x"][m][sel[m]]) for m in order if sel[m].any()}   # one forward
         logs = {}
         for m in order:
@@ -121,6 +128,22 @@ class MLA(MultimodalMethod):
             loss = F.cross_entropy(self.head(h), y[sel[m]])
             loss.backward()
             self.head.weight.grad = self.hgm.project(self.head.weight.grad, h.detach(), hgm_alpha(ctx.batch_idx, ctx.n_batches))
+            ctx.step()
+            logs[f"loss_{m}"] = loss.item()
+        logs["loss"] = float(np.mean([logs[f"loss_{m}"] for m in order if f"loss_{m}" in logs] or [0.0]))
+        return logs
+
+    def _sharded_step(self, batch, ctx, order, sel) -> dict:
+        "The step on one rank's shard: every rank takes the same steps (a modality absent from a rank's shard enters with weight 0)."
+        y, logs, W = batch["y"], {}, _world_size()
+        n_loc = torch.stack([sel[m].sum() for m in order]).double()
+        n_glob = all_reduce_sum(n_loc)                                  # present samples of each modality in the global batch
+        for k, m in enumerate(order):
+            if n_glob[k] == 0: continue                                 # absent everywhere: no step on any rank
+            h = self.encoders[m](batch["x"][m])                          # all local rows; absent ones get weight 0
+            loss = _shard_ce(self.head(h), y, sel[m], W * float(n_loc[k]) / float(n_glob[k]))
+            loss.backward()
+            self.head.weight.grad = self.hgm.project(self.head.weight.grad, h.detach()[sel[m]], hgm_alpha(ctx.batch_idx, ctx.n_batches))
             ctx.step()
             logs[f"loss_{m}"] = loss.item()
         logs["loss"] = float(np.mean([logs[f"loss_{m}"] for m in order if f"loss_{m}" in logs] or [0.0]))
@@ -180,6 +203,8 @@ class OGMGE(Joint):
     def coefficients(self, block: dict, y: torch.Tensor, present: dict) -> dict:
         "OGM coefficient k_m per modality from the column-block logits of a batch."
         s = {m: (torch.softmax(block[m], 1).gather(1, y[:, None]).squeeze(1) * present[m]).sum() for m in self.modalities}
+        if is_sharded():                    # data-parallel: the scores of the global batch
+            s = dict(zip(self.modalities, all_reduce_sum(torch.stack([s[m] for m in self.modalities]))))
         k = {}
         for m in self.modalities:
             rest = torch.stack([s[j] for j in self.modalities if j != m]).mean()
@@ -193,6 +218,7 @@ class OGMGE(Joint):
         loss.backward()
         logs = {"loss": loss.item()}
         if self.start <= ctx.epoch <= self.end:
+            if ctx.distributed: ctx.sync_grads()     # modulate the averaged gradient: the same k, std and noise on every rank
             k = self.coefficients({m: o.detach() for m, o in self.block_logits(feats, batch).items()}, batch["y"],
                                   {m: _present(batch, m) for m in self.modalities})
             for m, enc in self.encoders.items():
@@ -216,6 +242,12 @@ class Unimodal(MultimodalMethod):
 
     def training_step(self, batch, ctx):
         m = self.modality; sel = _present(batch, m)
+        if is_sharded():
+            n_loc = sel.sum().double(); n = all_reduce_sum(n_loc)
+            if n == 0: return {}
+            loss = _shard_ce(self.head(self.encoders[m](batch["x"][m])), batch["y"], sel, _world_size() * float(n_loc) / float(n))
+            loss.backward(); ctx.step()
+            return {"loss": loss.item()}
         if not sel.any(): return {}
         loss = F.cross_entropy(self.head(self.encoders[m](batch["x"][m][sel])), batch["y"][sel])
         loss.backward(); ctx.step()
@@ -242,6 +274,17 @@ class UME(MultimodalMethod):
 
     def training_step(self, batch, ctx):
         total, logs = 0.0, {}
+        if is_sharded():
+            sels = {m: _present(batch, m) for m in self.modalities}
+            n_loc = torch.stack([sels[m].sum() for m in self.modalities]).double(); n = all_reduce_sum(n_loc)
+            for k, m in enumerate(self.modalities):
+                if n[k] == 0: continue
+                loss = _shard_ce(self.heads[m](self.encoders[m](batch["x"][m])), batch["y"], sels[m],
+                                 _world_size() * float(n_loc[k]) / float(n[k]))
+                total = total + loss; logs[f"loss_{m}"] = loss.item()
+            total.backward(); ctx.step()
+            logs["loss"] = float(np.mean(list(logs.values())))
+            return logs
         for m in self.modalities:
             sel = _present(batch, m)
             if not sel.any(): continue

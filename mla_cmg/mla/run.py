@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from ..core import ConfigError, claim_run_dir, save_csv, save_json, save_npz, seed_everything, split_config
+from ..dist import barrier, is_main
 from ..encoders import EncoderConfig
 from ..engine import TrainConfig, fit, make_loader
 from .methods import MethodConfig, build_method, gap_metrics, probe_accuracies
@@ -81,7 +82,9 @@ def run_experiment(data, method: MethodConfig | dict, enc: EncoderConfig | dict 
     config = {"data": {"name": data.name, "sha256": content_hash(data)}, "method": dataclasses.asdict(method),
               "encoder": dataclasses.asdict(enc), "train": {k: v for k, v in dataclasses.asdict(train).items() if k != "progress"},
               "probe": probe}
-    out_dir = claim_run_dir(out_dir, config, fresh=fresh) if out_dir is not None else None
+    if out_dir is not None:      # under torchrun rank 0 claims the folder, the others wait and use it
+        out_dir = claim_run_dir(out_dir, config, fresh=fresh) if is_main() else Path(out_dir)
+        barrier()
     seed_everything(train.seed)
     model = build_method(method, data.shapes, data.n_classes, enc)
     ds = {s: FastSplit(data, s) for s in ("train", "val", "test")}
@@ -89,6 +92,7 @@ def run_experiment(data, method: MethodConfig | dict, enc: EncoderConfig | dict 
     res = fit(model, ds["train"], ds["val"], ds["test"], train, run_dir=out_dir / "ckpt" if out_dir else None,
               collate_fn=batch_collate, device=device, resume=resume)
     train_time = time.time() - t0
+    if not is_main(): return {"metrics": None, "history": res.history, "features": None, "model": model, "timing": None}
     loader = lambda s: make_loader(ds[s], train.eval_batch_size, collate_fn=batch_collate)
     model.to("cpu")
     f_te = model.features(loader("test"))

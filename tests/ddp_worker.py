@@ -1,0 +1,92 @@
+"""Worker of tests/test_ddp.py: train tiny models (float64) with `engine.fit`, one process or under torchrun.
+
+    python tests/ddp_worker.py OUT.pt [--ckpt DIR] [--stop-after K] [--resume-only]
+    python -m torch.distributed.run --standalone --nproc_per_node=2 tests/ddp_worker.py OUT.pt ...
+
+Writes (rank 0) a dict {case: {"state": state_dict, "history": ..., "steps": ..., "test": ...}} to OUT.pt.
+"""
+import argparse, os, sys
+
+import torch
+
+from mla_cmg import dist as D
+from mla_cmg.core import seed_everything, set_threads
+from mla_cmg.engine import TrainConfig, fit
+from mla_cmg.mla.methods import build_method
+from mla_cmg.mla.run import batch_collate
+from mla_cmg.cmg.model import PairedSeqDataset, UniCode, cmg_config
+
+B, EPOCHS = 16, 2
+
+
+class Split(torch.utils.data.Dataset):
+    "A tiny MLA-format split (x, mask, y) that slices whole batches."
+    def __init__(self, n, seed, missing=0.0):
+        g = torch.Generator().manual_seed(seed)
+        self.y = torch.randint(0, 3, (n,), generator=g)
+        self.x = {"a": torch.randn(n, 6, generator=g, dtype=torch.float64) + self.y[:, None],
+                  "b": torch.randn(n, 5, generator=g, dtype=torch.float64) - 0.5 * self.y[:, None]}
+        self.mask = {"a": torch.ones(n, dtype=torch.bool), "b": torch.rand(n, generator=g) >= missing}
+        self.x["b"] = self.x["b"] * self.mask["b"][:, None]
+    def __len__(self): return len(self.y)
+    def __getitems__(self, rows):
+        rows = torch.as_tensor(rows, dtype=torch.long)
+        return dict(x={m: t[rows] for m, t in self.x.items()}, mask={m: t[rows] for m, t in self.mask.items()}, y=self.y[rows])
+
+
+def mla_case(method, missing=0.0, **kw):
+    seed_everything(0)
+    model = build_method({"method": method, **kw}, {"a": (6,), "b": (5,)}, 3, {"d": 8, "hidden": 8, "layers": 1})
+    data = [Split(48, 1, missing), Split(16, 2, missing), Split(16, 3, missing)]
+    cfg = TrainConfig(epochs=EPOCHS, batch_size=B, eval_batch_size=8, lr=0.05, optimizer="sgd", momentum=0.9, seed=0,
+                      progress=False, log_steps=True)
+    return model, data, cfg, batch_collate
+
+
+def cmg_case():
+    seed_everything(0)
+    g = torch.Generator().manual_seed(4)
+    a = torch.randn(48, 5, 6, generator=g, dtype=torch.float64)
+    b = a[..., :4] + 0.3 * torch.randn(48, 5, 4, generator=g, dtype=torch.float64)
+    model = UniCode({"a": 6, "b": 4}, cmg_config("full", dim=8, n_codes=12, spec_dim=4, enc_layers=1, enc_heads=2,
+                                                 enc_ff=16, enc_dropout=0.0, club_hidden=8, mi_iters=2, reset_after=2,
+                                                 club_start=0, club_warmup=2))
+    ds = PairedSeqDataset({"a": a, "b": b})
+    ds.x = {m: v.double() for m, v in ds.x.items()}
+    cfg = TrainConfig(epochs=EPOCHS, batch_size=B, eval_batch_size=16, lr=3e-3, grad_clip=0.5, seed=0, progress=False,
+                      log_steps=True, select_metric="train_steps", select_mode="max")
+    return model, [ds, ds, None], cfg, None
+
+
+CASES = {"joint": lambda: mla_case("joint"),
+         "mla_owm": lambda: mla_case("mla", missing=0.25, hgm="owm"),
+         "ogm_ge": lambda: mla_case("ogm_ge", ogm_alpha=0.5),
+         "cmg_full": cmg_case}
+RESUME = ("mla_owm", "cmg_full")
+
+
+def run(name, run_dir=None, stop_after=None):
+    model, (tr, va, te), cfg, collate = CASES[name]()
+    res = fit(model, tr, va, te, cfg=cfg, run_dir=run_dir, collate_fn=collate, device="cpu", stop_after=stop_after)
+    return {"state": {k: v.detach().clone() for k, v in model.state_dict().items()}, "history": res.history,
+            "steps": res.steps, "test": res.test, "val": res.val}
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("out"); ap.add_argument("--ckpt", default=None)
+    ap.add_argument("--stop-after", type=int, default=None, help="with --ckpt: stop the resume cases after K epochs")
+    a = ap.parse_args()
+    set_threads(1); torch.set_default_dtype(torch.float64)
+    D.init_from_env("cpu")
+    out = {name: run(name) for name in CASES}
+    if a.ckpt:
+        for name in RESUME:
+            out[f"resume_{name}"] = run(name, os.path.join(a.ckpt, name), a.stop_after)
+    out["world"] = D.world()
+    if D.is_main(): torch.save(out, a.out)
+    D.barrier(); D.shutdown()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
