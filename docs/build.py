@@ -29,7 +29,7 @@ MATHJAX_PARTS = ["tex-chtml.js", "output/chtml/fonts/woff-v2", "input/tex/extens
 
 def chapters() -> list[Path]:
     "The library chapters, in their dependency (file-name) order."
-    return sorted(p for p in (ROOT / "nbs").glob("[0-9][0-9]_*.ipynb"))
+    return sorted(p for p in (ROOT / "nbs").glob("[0-9][0-9]*_*.ipynb"))
 
 
 def mathjax_dir() -> Path:

@@ -37,7 +37,7 @@ if not (CHROMIUM and DRIVER and selenium):
 
 
 def _sources() -> list[Path]:
-    pats = ["nbs/[0-9][0-9]_*.ipynb", "README.md", "params.yaml", "results/**/*", "docs/*.py", "mla_cmg/**/*.py"]
+    pats = ["nbs/[0-9][0-9]*_*.ipynb", "README.md", "params.yaml", "results/**/*", "docs/*.py", "mla_cmg/**/*.py"]
     return [p for pat in pats for p in ROOT.glob(pat) if p.is_file()]
 
 
@@ -127,6 +127,8 @@ def test_every_page_in_chromium(site, server, driver):
     pages = _pages(site)
     assert len(pages) >= 25, pages                 # index, 20+ chapters, results, api, search, genindex, ...
     for want in ["index.html", "results.html", "api.html", *SHOTS.values()]: assert want in pages
+    chapters = [f"nbs/{nb.stem}.html" for nb in (ROOT / "nbs").glob("*.ipynb") if nb.stem != "index"]
+    assert chapters and not [c for c in chapters if c not in pages], [c for c in chapters if c not in pages]
     ART.mkdir(parents=True, exist_ok=True)
     problems, seen_imgs, report = [], {}, {}
     for page in pages:
