@@ -10,14 +10,14 @@ import torch
 import torch.distributed as dist
 
 # %% auto #0
-__all__ = ['is_dist', 'rank', 'world', 'is_main', 'sharded', 'is_sharded', 'barrier', 'all_reduce_sum', 'all_reduce_mean',
+__all__ = ['is_dist', 'rank', 'world', 'is_main', 'sharded', 'is_sharded', 'solo', 'barrier', 'all_reduce_sum', 'all_reduce_mean',
            'gather_cat', 'shard_offset', 'broadcast_', 'global_mean', 'global_mean_scale', 'all_reduce_grads',
            'mean_logs', 'broadcast_state_', 'shard_batches', 'n_batches', 'init_from_env', 'shutdown']
 
 # %% ../nbs/01b_dist.ipynb #c003
 def is_dist() -> bool:
     "True when a process group with more than one process is running (under `torchrun --nproc_per_node>1`)."
-    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+    return not _SOLO and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 def rank() -> int:
     "This process's rank (0 in one process)."
@@ -44,6 +44,16 @@ def sharded(on: bool = True):
 def is_sharded() -> bool:
     "Inside `sharded()` with several processes: batch statistics must be reduced over the ranks."
     return _SHARDED
+
+_SOLO = False
+
+@contextlib.contextmanager
+def solo():
+    "Within the block this process works alone, as in one process (rank 0's evaluation after training, e.g. a small head fitted with `engine.fit`): no helper talks to the other ranks."
+    global _SOLO
+    prev, _SOLO = _SOLO, True
+    try: yield
+    finally: _SOLO = prev
 
 # %% ../nbs/01b_dist.ipynb #c004
 def barrier() -> None:

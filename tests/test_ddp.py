@@ -89,14 +89,30 @@ def test_bad_batch_size_is_a_clear_error(tmp_path):
     assert "must be divisible by the number of processes (2)" in r.stdout, r.stdout + r.stderr
 
 
-def test_runner_world_size_2_equals_one_process(tmp_path):
+RUNNER_CASES = {   # experiment, benchmark, variant, --set overrides (small and quick), metrics compared
+    "mla": (["mla", "synthetic", "mla"], ["synthetic={n: 300}", "epochs=2", "probe=false"],
+            ("acc_multimodal", "acc_a", "acc_b", "val_acc", "acc_fuse_sample")),
+    "cmg": (["cmg", "synthetic", "full"], ["epochs=2", "dim=16", "spec_dim=16", "n_codes=16", "enc_ff=32", "club_hidden=16",
+                                          "club_start=4", "club_warmup=4", "head_epochs=3"],
+            ()),        # keys: every in-modality and cross-modal accuracy of the metrics
+}
+
+
+@pytest.mark.parametrize("experiment", list(RUNNER_CASES))
+def test_runner_world_size_2_equals_one_process(tmp_path, experiment):
     "params.yaml world_size: 2 -> the runner starts torchrun; its metrics equal a 1-process run at the same global batch."
     import json, yaml
+    exp, sets, keys = RUNNER_CASES[experiment]
     p = yaml.safe_load((ROOT / "params.yaml").read_text())
     p.update(seeds=[0], world_size=2)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(p))
-    args = ["mla", "synthetic", "mla", "--params", str(tmp_path / "params.yaml"), "--set", "synthetic={n: 300}",
-            "--set", "epochs=2", "--set", "probe=false"]
+    if experiment == "cmg":   # a small prepared pairing (CI has no data/prepared): 300 samples, sequences of 6
+        from mla_cmg.data.format import save_dataset
+        from mla_cmg.data.synthetic import make_synthetic
+        save_dataset(tmp_path / "prepared" / "synthetic.npz",
+                     make_synthetic(n=300, T=6, dims=(8, 8), n_classes=4, snr=(3.0, 3.0), seed=0))
+        sets = [*sets, f"data_root={tmp_path / 'prepared'}"]
+    args = [*exp, "--params", str(tmp_path / "params.yaml")] + [a for kv in sets for a in ("--set", kv)]
     env = _env()
     r = subprocess.run([sys.executable, "-m", "mla_cmg.runner", *args, "--root", str(tmp_path / "two")], cwd=ROOT, env=env,
                        capture_output=True, text=True, timeout=300)
@@ -104,8 +120,11 @@ def test_runner_world_size_2_equals_one_process(tmp_path):
     r = subprocess.run([sys.executable, "-m", "mla_cmg.launch", *args, "--root", str(tmp_path / "one")], cwd=ROOT, env=env,
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
-    rel = Path("mla", "synthetic", "mla", "seed0", "metrics.json")
+    rel = Path(*exp, "seed0", "metrics.json")
     a, b = (json.loads((tmp_path / d / rel).read_text()) for d in ("one", "two"))
+    if experiment == "cmg":   # the frozen model's scores and the heads' transfer, for every direction
+        keys = [k for k in a if k.startswith(("inmod_acc_", "xmod_acc_"))]
+        assert keys and b["train_steps"] == a["train_steps"] > 0
     # float32 models: the exact equality is the float64 tests' job; here (plumbing) at most one test sample may flip
-    for k in ("acc_multimodal", "acc_a", "acc_b", "val_acc", "acc_fuse_sample"):
+    for k in keys:
         assert a[k] == pytest.approx(b[k], abs=1.5 / 45), k

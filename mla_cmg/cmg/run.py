@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from ..core import ConfigError, claim_run_dir, save_csv, save_json, save_npz, seed_everything, split_config
-from ..dist import barrier, is_main
+from ..dist import barrier, is_main, solo
 from ..data.format import MMDataset, collate
 from ..engine import TrainConfig, fit, make_loader, to_device
 from .downstream import DownstreamConfig, downstream_eval, extract_codes
@@ -62,7 +62,8 @@ def run_experiment(data, model: CMGConfig, train: TrainConfig, downstream: Downs
     codes = extract_codes(net, data)
     seed_everything(train.seed)
     t1 = time.time()
-    down = downstream_eval(net, data, downstream, seed=train.seed, codes=codes)
+    with solo():           # under torchrun the other ranks are done: rank 0 fits the heads alone (no collectives)
+        down = downstream_eval(net, data, downstream, seed=train.seed, codes=codes)
     metrics = {**down, "val": res.val, "test": test,
                "train_last": {k[6:]: v for k, v in res.history[-1].items() if k.startswith("train_")} if res.history else {},
                "best_epoch": res.best_epoch, "epochs_run": res.epochs_run, "train_steps": int(net.train_steps),
