@@ -1,0 +1,92 @@
+"""Every pipeline stage declares the code it runs: each library module that the stage's command and notebook import,
+directly or through other modules (also imports inside functions), is covered by one of the stage's `deps` in
+dvc.yaml, so that `dvc repro` reruns a stage whenever code it uses changes (found by reading the sources, not by
+running them)."""
+import ast, json
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+PKG = "mla_cmg"
+
+
+def _module_file(name: str) -> Path | None:
+    p = ROOT / Path(*name.split("."))
+    return p / "__init__.py" if (p / "__init__.py").exists() else p.with_suffix(".py") if p.with_suffix(".py").exists() else None
+
+
+def _imports(tree: ast.AST, package: str) -> set[str]:
+    "Names of the library modules an AST imports (absolute and relative; `from pkg import mod` counts mod)."
+    out = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            out |= {a.name for a in node.names if a.name.split(".")[0] == PKG}
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parts = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join(parts + ([base] if base else []))
+            if base.split(".")[0] != PKG: continue
+            out.add(base)
+            out |= {f"{base}.{a.name}" for a in node.names if _module_file(f"{base}.{a.name}")}
+    return out
+
+
+def _closure(roots: set[str]) -> set[Path]:
+    seen, todo = set(), set(roots)
+    while todo:
+        name = todo.pop()
+        f = _module_file(name)
+        if f is None or name in seen: continue
+        seen.add(name)
+        parts = name.split(".")
+        for i in range(1, len(parts)): todo.add(".".join(parts[:i]))          # parent packages are imported first
+        package = name if f.name == "__init__.py" else ".".join(parts[:-1])
+        todo |= _imports(ast.parse(f.read_text()), package)
+    return {_module_file(n).relative_to(ROOT) for n in seen}
+
+
+def _inert(f: Path) -> bool:
+    "A package __init__ that only holds a docstring and constants: changing it cannot change a result."
+    body = ast.parse((ROOT / f).read_text()).body
+    return f.name == "__init__.py" and all(isinstance(s, (ast.Expr, ast.Assign)) and not _imports(s, PKG) for s in body)
+
+
+def _notebook_imports(nb: Path) -> set[str]:
+    src = "\n".join("".join(c["source"]) for c in json.loads(nb.read_text())["cells"] if c["cell_type"] == "code")
+    src = "\n".join(l for l in src.splitlines() if not l.lstrip().startswith(("%", "!")))
+    return _imports(ast.parse(src), PKG)
+
+
+# Stages whose outputs no code change can alter, and why (the only exceptions).
+CODE_INDEPENDENT = {"fetch": "its outputs are the pinned wheels, each checked against its sha256 in params.yaml"}
+
+
+def _stages():
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    for name, st in stages.items():
+        cmd = st["cmd"] if isinstance(st["cmd"], str) else " ".join(st["cmd"])
+        if f"-m {PKG}." in cmd and name not in CODE_INDEPENDENT: yield name, st, cmd
+
+
+@pytest.mark.parametrize("name", [n for n, _, _ in _stages()])
+def test_stage_declares_the_code_it_runs(name):
+    st, cmd = next((s, c) for n, s, c in _stages() if n == name)
+    roots = {cmd.split("-m ", 1)[1].split()[0]}
+    deps = [d for d in st.get("deps", []) if "${" not in d]
+    for d in deps:
+        if d.endswith(".ipynb"): roots |= _notebook_imports(ROOT / d)
+    if "--notebook" in cmd:
+        roots |= _notebook_imports(ROOT / cmd.split("--notebook", 1)[1].split()[0])
+    used = {f for f in _closure(roots) if not _inert(f)}
+    covered = lambda f: any(f == Path(d) or Path(d) in f.parents for d in deps)
+    missing = sorted(str(f) for f in used if not covered(f))
+    assert not missing, f"dvc.yaml stage {name!r} runs {missing} but does not list them (or a folder above) in its deps"
+
+
+def test_the_check_finds_a_missing_dependency():
+    "The closure sees imports made inside functions and through relative imports (the engine's `from . import dist`)."
+    used = _closure({f"{PKG}.runner", f"{PKG}.engine"})
+    assert Path(PKG, "dist.py") in used and Path(PKG, "core.py") in used
