@@ -21,15 +21,12 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))
+from nb_outputs import chapters  # noqa: E402  the library chapters in dependency (file-name) order, as `make outputs` runs them
 
 GROUPS = [("Shared pieces", "0"), ("Data", "1"), ("MLA (CVPR 2024)", "2"), ("CMG / Uni-Code (NeurIPS 2023)", "3"),
           ("Figures and report", "4")]
 MATHJAX_PARTS = ["tex-chtml.js", "output/chtml/fonts/woff-v2", "input/tex/extensions", "ui", "a11y", "adaptors"]
-
-
-def chapters() -> list[Path]:
-    "The library chapters, in their dependency (file-name) order."
-    return sorted(p for p in (ROOT / "nbs").glob("[0-9][0-9]*_*.ipynb"))
 
 
 def mathjax_dir() -> Path:
