@@ -17,7 +17,7 @@ from ..encoders import EncoderConfig, build_encoders
 from ..metrics import accuracy, linear_probe, macro_f1, modality_gap
 from .fusion import FUSION_MODES, entropy_fusion
 from .hgm import HGM, HGM_VARIANTS, hgm_alpha
-from ..dist import all_reduce_sum, global_mean_scale, is_sharded, world as _world_size
+from ..dist import all_reduce_sum, is_sharded, world as _world_size
 
 # %% auto #0
 __all__ = ['SCHEDULES', 'ORDERS', 'JOINT_HEADS', 'METHODS', 'MultimodalMethod', 'MLA', 'Joint', 'OGMGE', 'Unimodal', 'UME',
@@ -29,6 +29,13 @@ def _present(batch, m) -> torch.Tensor:
     y = batch["y"]
     mk = batch.get("mask", {}).get(m) if isinstance(batch.get("mask"), dict) else None
     return torch.ones_like(y, dtype=torch.bool) if mk is None else mk.bool()
+
+def _shard_scales(sel: dict) -> dict:
+    "Data-parallel: per modality, N·(present here)/(present in the global batch), one all-reduce; modalities absent from the whole global batch are left out (no rank steps on them)."
+    mods = list(sel)
+    n_loc = torch.stack([sel[m].sum() for m in mods]).double()
+    n_glob = all_reduce_sum(n_loc)
+    return {m: _world_size() * float(n_loc[k]) / float(n_glob[k]) for k, m in enumerate(mods) if n_glob[k] > 0}
 
 def _shard_ce(logits: torch.Tensor, y: torch.Tensor, sel: torch.Tensor, scale: float) -> torch.Tensor:
     "Data-parallel cross-entropy over this rank's present samples `sel`, scaled so that the ranks' mean is the global batch's mean."
@@ -135,13 +142,11 @@ class MLA(MultimodalMethod):
 
     def _sharded_step(self, batch, ctx, order, sel) -> dict:
         "The step on one rank's shard: every rank takes the same steps (a modality absent from a rank's shard enters with weight 0)."
-        y, logs, W = batch["y"], {}, _world_size()
-        n_loc = torch.stack([sel[m].sum() for m in order]).double()
-        n_glob = all_reduce_sum(n_loc)                                  # present samples of each modality in the global batch
-        for k, m in enumerate(order):
-            if n_glob[k] == 0: continue                                 # absent everywhere: no step on any rank
+        y, logs, scale = batch["y"], {}, _shard_scales(sel)
+        for m in order:
+            if m not in scale: continue                                 # absent everywhere: no step on any rank
             h = self.encoders[m](batch["x"][m])                          # all local rows; absent ones get weight 0
-            loss = _shard_ce(self.head(h), y, sel[m], W * float(n_loc[k]) / float(n_glob[k]))
+            loss = _shard_ce(self.head(h), y, sel[m], scale[m])
             loss.backward()
             self.head.weight.grad = self.hgm.project(self.head.weight.grad, h.detach()[sel[m]], hgm_alpha(ctx.batch_idx, ctx.n_batches))
             ctx.step()
@@ -243,9 +248,9 @@ class Unimodal(MultimodalMethod):
     def training_step(self, batch, ctx):
         m = self.modality; sel = _present(batch, m)
         if is_sharded():
-            n_loc = sel.sum().double(); n = all_reduce_sum(n_loc)
-            if n == 0: return {}
-            loss = _shard_ce(self.head(self.encoders[m](batch["x"][m])), batch["y"], sel, _world_size() * float(n_loc) / float(n))
+            scale = _shard_scales({m: sel})
+            if not scale: return {}
+            loss = _shard_ce(self.head(self.encoders[m](batch["x"][m])), batch["y"], sel, scale[m])
             loss.backward(); ctx.step()
             return {"loss": loss.item()}
         if not sel.any(): return {}
@@ -276,11 +281,10 @@ class UME(MultimodalMethod):
         total, logs = 0.0, {}
         if is_sharded():
             sels = {m: _present(batch, m) for m in self.modalities}
-            n_loc = torch.stack([sels[m].sum() for m in self.modalities]).double(); n = all_reduce_sum(n_loc)
-            for k, m in enumerate(self.modalities):
-                if n[k] == 0: continue
-                loss = _shard_ce(self.heads[m](self.encoders[m](batch["x"][m])), batch["y"], sels[m],
-                                 _world_size() * float(n_loc[k]) / float(n[k]))
+            scale = _shard_scales(sels)
+            for m in self.modalities:
+                if m not in scale: continue
+                loss = _shard_ce(self.heads[m](self.encoders[m](batch["x"][m])), batch["y"], sels[m], scale[m])
                 total = total + loss; logs[f"loss_{m}"] = loss.item()
             total.backward(); ctx.step()
             logs["loss"] = float(np.mean(list(logs.values())))
