@@ -14,8 +14,8 @@ import yaml
 from .core import ConfigError, atomic_write_text, deep_merge, load_json, read_yaml, save_json
 
 # %% auto #0
-__all__ = ['KERNEL_START_TIMEOUT', 'KERNEL_START_TRIES', 'apply_profile', 'resolve', 'run_notebook', 'tidy_record', 'run_all',
-           'timing_path', 'summarize', 'run_torchrun', 'main']
+__all__ = ['KERNEL_START_TIMEOUT', 'KERNEL_START_TRIES', 'apply_profile', 'check_seeds', 'resolve', 'run_notebook', 'tidy_record',
+           'run_all', 'timing_path', 'summarize', 'run_torchrun', 'main']
 
 # %% ../nbs/05_runner.ipynb #c004
 def apply_profile(params: dict, name: str | None, where: str = "params.yaml") -> dict:
@@ -31,6 +31,16 @@ def _section(d: dict, key: str, where: str):
     if not isinstance(d, dict) or key not in d:
         raise ConfigError(f"{where}: key '{key}' not found; available: {sorted(d) if isinstance(d, dict) else d!r}")
     return d[key]
+
+def check_seeds(seeds, where: str = "params.yaml [seeds]") -> list[int]:
+    "`seeds` as a list of distinct non-negative ints, or a ConfigError saying what is wrong and where."
+    if not isinstance(seeds, (list, tuple)) or not seeds:
+        raise ConfigError(f"{where}: seeds must be a non-empty list of integers, e.g. [0, 1, 2]; got {seeds!r}")
+    bad = [s for s in seeds if isinstance(s, bool) or not isinstance(s, int) or s < 0]
+    if bad: raise ConfigError(f"{where}: seeds must be non-negative integers; got {bad} in {list(seeds)}")
+    dup = sorted({s for s in seeds if list(seeds).count(s) > 1})
+    if dup: raise ConfigError(f"{where}: seed(s) {dup} appear twice in {list(seeds)}; two runs would share one folder")
+    return [int(s) for s in seeds]
 
 def resolve(params: dict, experiment: str, bench: str, variant: str, root: str = "runs", where: str = "params.yaml",
             sets: dict | None = None, name: str | None = None, profile: str | None = None) -> tuple[str, list[dict], dict]:
@@ -53,13 +63,18 @@ def resolve(params: dict, experiment: str, bench: str, variant: str, root: str =
         for k in vals:
             sources[k] = (f"{where} [profiles.{profile}.{experiment}.{sec}]" if k in pvals else f"{where} [{experiment}.{sec}]")
     sources.update({k: "--set" for k in extra})
+    seeds, seeds_where = params.get("seeds", [0]), f"{where} [seeds]"
+    if "seeds" in var:     # a row that needs more seeds than the rest (e.g. one whose seeds split) sets its own
+        seeds, seeds_where = var["seeds"], sources.pop("seeds")
+        var = {k: v for k, v in var.items() if k != "seeds"}
+    seeds = check_seeds(seeds, seeds_where)
     folder, out = experiment.replace(".", "_"), []
-    for s in params.get("seeds", [0]):
+    for s in seeds:
         p = {"dataset": bench, **(exp.get("common") or {}), **var, **extra}
         p.update(seed=int(s), out_dir=str(Path(root, folder, bench, name, f"seed{s}")))
         fields = dict(seed=int(s), bench=bench, variant=variant, name=name, experiment=folder, root=root)
         out.append({k: v.format(**fields) if isinstance(v, str) and "{" in v else v for k, v in p.items()})
-    sources.update(seed=f"{where} [seeds]", out_dir="the runner")
+    sources.update(seed=seeds_where, out_dir="the runner")
     return _section(exp, "notebook", f"{where} [{experiment}]"), out, sources
 
 # %% ../nbs/05_runner.ipynb #c009
