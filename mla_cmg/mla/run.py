@@ -71,8 +71,10 @@ def _none_if_nan(v):
 
 def run_experiment(data, method: MethodConfig | dict, enc: EncoderConfig | dict | None = None,
                    train: TrainConfig | dict | None = None, out_dir=None, probe: bool = True, device="cpu",
-                   resume: bool = True, fresh: bool = False, timing_file=None) -> dict:
-    "Train one method on `data` with `fit`; return (and with `out_dir`, write) metrics, history and test features."
+                   resume: bool = True, fresh: bool = False, timing_file=None, eval_split: str = "test") -> dict:
+    "Train one method on `data` with `fit`; return (and with `out_dir`, write) metrics, history and `eval_split` features."
+    if eval_split not in ("val", "test"):
+        raise ConfigError(f"eval_split must be 'val' (protocol sweeps: the test split is not read) or 'test', got {eval_split!r}")
     method = MethodConfig(**method) if isinstance(method, dict) else method
     enc = EncoderConfig(**(enc or {})) if isinstance(enc, dict) or enc is None else enc
     train = TrainConfig(**train) if isinstance(train, dict) else (train or TrainConfig())
@@ -81,13 +83,14 @@ def run_experiment(data, method: MethodConfig | dict, enc: EncoderConfig | dict 
     from mla_cmg.data.benchmarks import content_hash
     config = {"data": {"name": data.name, "sha256": content_hash(data)}, "method": dataclasses.asdict(method),
               "encoder": dataclasses.asdict(enc), "train": {k: v for k, v in dataclasses.asdict(train).items() if k != "progress"},
-              "probe": probe}
+              "probe": probe, **({"eval_split": eval_split} if eval_split != "test" else {})}
     if out_dir is not None:      # under torchrun rank 0 claims the folder, the others wait and use it
         out_dir = claim_run_dir(out_dir, config, fresh=fresh) if is_main() else Path(out_dir)
         barrier()
     seed_everything(train.seed)
     model = build_method(method, data.shapes, data.n_classes, enc)
-    ds = {s: FastSplit(data, s) for s in ("train", "val", "test")}
+    # with eval_split='val' (a protocol sweep) the val split stands in for test everywhere below: nothing reads test
+    ds = {"train": FastSplit(data, "train"), "val": FastSplit(data, "val"), "test": FastSplit(data, eval_split)}
     t0 = time.time()
     res = fit(model, ds["train"], ds["val"], ds["test"], train, run_dir=out_dir / "ckpt" if out_dir else None,
               collate_fn=batch_collate, device=device, resume=resume)
@@ -110,7 +113,7 @@ def run_experiment(data, method: MethodConfig | dict, enc: EncoderConfig | dict 
     m.update(epochs_run=res.epochs_run, best_epoch=res.best_epoch, protocol=res.protocol, val_acc=res.val.get("acc"),
              official_epoch=res.official_epoch, official_acc_multimodal=res.official_test.get("acc"))
     m.update({f"official_acc_{x}": _none_if_nan(res.official_test.get(f"acc_{x}")) for x in data.modalities})
-    m.update(n_params=sum(p.numel() for p in model.parameters()),
+    m.update(eval_split=eval_split, n_params=sum(p.numel() for p in model.parameters()),
              dataset=data.name, modalities=data.modalities, n_classes=data.n_classes,
              config={"method": dataclasses.asdict(method), "encoder": dataclasses.asdict(enc), "train": dataclasses.asdict(train)})
     if out_dir is not None:
@@ -122,7 +125,8 @@ def run_experiment(data, method: MethodConfig | dict, enc: EncoderConfig | dict 
     return {"metrics": m, "history": res.history, "features": f_te, "model": model, "timing": timing}
 
 # %% ../../nbs/23_mla_run.ipynb #c012
-RUN_KEYS = ("dataset", "out_dir", "timing_file", "missing_rate", "interaction", "synthetic", "data_root", "data_seed", "probe", "device")
+RUN_KEYS = ("dataset", "out_dir", "timing_file", "missing_rate", "interaction", "synthetic", "data_root", "data_seed", "probe", "device",
+            "eval_split")
 MLA_TRAIN = dict(optimizer="sgd", lr=1e-3, momentum=0.9, weight_decay=1e-4, lr_step=70, lr_gamma=0.1, epochs=100,
                  batch_size=64, progress=False)     # the paper's optimisation (official main.py)
 
