@@ -57,8 +57,13 @@ def resolve(params: dict, experiment: str, bench: str, variant: str, root: str =
     pexp = patch
     for part in experiment.split("."): pexp = (pexp or {}).get(part) or {}
     extra, name = sets or {}, name or variant
+    by_bench = exp.get("by_benchmark") or {}
+    if not isinstance(by_bench, dict):
+        raise ConfigError(f"{where} [{experiment}.by_benchmark]: expected a mapping benchmark -> parameters, got {by_bench!r}")
+    bench_vals = by_bench.get(bench) or {}
     sources = {"dataset": "the benchmark argument"}
     for sec, vals, pvals in [("common", exp.get("common") or {}, pexp.get("common") or {}),
+                             (f"by_benchmark.{bench}", bench_vals, ((pexp.get("by_benchmark") or {}).get(bench) or {})),
                              (f"variants.{variant}", var, ((pexp.get("variants") or {}).get(variant) or {}))]:
         for k in vals:
             sources[k] = (f"{where} [profiles.{profile}.{experiment}.{sec}]" if k in pvals else f"{where} [{experiment}.{sec}]")
@@ -70,7 +75,7 @@ def resolve(params: dict, experiment: str, bench: str, variant: str, root: str =
     seeds = check_seeds(seeds, seeds_where)
     folder, out = experiment.replace(".", "_"), []
     for s in seeds:
-        p = {"dataset": bench, **(exp.get("common") or {}), **var, **extra}
+        p = {"dataset": bench, **(exp.get("common") or {}), **bench_vals, **var, **extra}
         p.update(seed=int(s), out_dir=str(Path(root, folder, bench, name, f"seed{s}")))
         fields = dict(seed=int(s), bench=bench, variant=variant, name=name, experiment=folder, root=root)
         out.append({k: v.format(**fields) if isinstance(v, str) and "{" in v else v for k, v in p.items()})
