@@ -12,14 +12,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..core import seed_everything
+from ..core import ConfigError, seed_everything
 from ..engine import Method, TrainConfig, fit, make_loader
 from ..metrics import macro_f1
 from .vq import codebook_health
 
 # %% auto #0
-__all__ = ['paired_only', 'prepare_data', 'extract_codes', 'SeqClassifier', 'SegmentClassifier', 'seg_scores', 'HeadMethod',
-           'CodeDataset', 'DownstreamConfig', 'transfer_scores', 'code_histograms', 'retrieval_scores',
+__all__ = ['EVAL_SPLITS', 'RIDGE_ALPHA', 'paired_only', 'prepare_data', 'extract_codes', 'take_rows', 'take_codes',
+           'dataset_latents', 'SeqClassifier', 'SegmentClassifier', 'seg_scores', 'HeadMethod', 'CodeDataset',
+           'DownstreamConfig', 'transfer_scores', 'code_histograms', 'retrieval_scores', 'ridge_r2', 'segment_r2',
+           'within_class_derangement', 'aligned_segments', 'alignment_scores', 'check_latents', 'mechanism_scores',
            'downstream_eval']
 
 # %% ../../nbs/35_cmg_downstream.ipynb #c005
@@ -40,7 +42,8 @@ def prepare_data(dataset: str, root: str = "data/prepared", data_seed: int = 0):
 # %% ../../nbs/35_cmg_downstream.ipynb #c007
 @torch.no_grad()
 def extract_codes(model, data, batch_size: int = 512) -> dict:
-    "Codeword vectors `e` {m: [N,T,D]} and indices `idx` {m: [N,T]} of every sample of `data` (an MMData)."
+    """Codeword vectors `e` {m: [N,T,D]}, indices `idx` {m: [N,T]} and specific-branch features `s` {m: [N,T,D_s]}
+    (empty when the model has no specific branch) of every sample of `data` (an MMData)."""
     missing = [m for m in model.mods if m not in data.x]
     if missing:
         raise KeyError(f"dataset {data.name!r} lacks modalities {missing} of the pretrained model "
@@ -48,12 +51,35 @@ def extract_codes(model, data, batch_size: int = 512) -> dict:
     for m in model.mods:
         if data.x[m].ndim != 3 or data.x[m].shape[-1] != model.in_dims[m]:
             raise ValueError(f"modality {m!r}: expected [N,T,{model.in_dims[m]}] sequences, got {list(data.x[m].shape)}")
-    e, idx = {m: [] for m in model.mods}, {m: [] for m in model.mods}
+    spec = [m for m in model.mods if m in model.spec]
+    e, idx, s = {m: [] for m in model.mods}, {m: [] for m in model.mods}, {m: [] for m in spec}
     dev = next(model.parameters()).device
-    for s in range(0, data.n, batch_size):
-        out = model.codes({m: torch.as_tensor(data.x[m][s:s + batch_size], device=dev) for m in model.mods})
-        for m in model.mods: e[m].append(out.e[m].cpu()); idx[m].append(out.idx[m].cpu())
-    return {"e": {m: torch.cat(v) for m, v in e.items()}, "idx": {m: torch.cat(v) for m, v in idx.items()}}
+    was = model.training; model.eval()
+    try:
+        for i in range(0, data.n, batch_size):
+            xb = {m: torch.as_tensor(data.x[m][i:i + batch_size], device=dev) for m in model.mods}
+            out = model.codes(xb)
+            for m in model.mods: e[m].append(out.e[m].cpu()); idx[m].append(out.idx[m].cpu())
+            for m in spec: s[m].append(model.spec[m](xb[m]).cpu())
+    finally: model.train(was)
+    cat = lambda d: {m: torch.cat(v) for m, v in d.items()}
+    return {"e": cat(e), "idx": cat(idx), "s": cat(s)}
+
+def take_rows(data, rows):
+    "`data.take(rows)` that keeps the rows' `latents` too (while `MMData.take` does not know them)."
+    rows = np.asarray(rows)
+    out, lat = data.take(rows), dataset_latents(data)
+    if lat and not dataset_latents(out): out.latents = {k: np.asarray(v)[rows] for k, v in lat.items()}
+    return out
+
+def take_codes(codes: dict, rows) -> dict:
+    "The rows `rows` of every array of `extract_codes`' result."
+    rows = torch.as_tensor(np.asarray(rows), dtype=torch.long)
+    return {k: {m: v[rows] for m, v in d.items()} for k, d in codes.items()}
+
+def dataset_latents(data) -> dict:
+    "The dataset's generating latents {name: array, first axis N} (`MMData.latents`; empty when it carries none)."
+    return getattr(data, "latents", None) or {}
 
 # %% ../../nbs/35_cmg_downstream.ipynb #c009
 class SeqClassifier(nn.Module):
@@ -115,9 +141,11 @@ class CodeDataset(torch.utils.data.Dataset):
     def __getitem__(self, i): return {"e": self.e[i], "y": self.y[i]}
 
 # %% ../../nbs/35_cmg_downstream.ipynb #c012
+EVAL_SPLITS = ("val", "test")
+
 @dataclass
 class DownstreamConfig:
-    "Head optimisation (official: Adam 4e-4, batch 80, clip 0.5, lr x0.5 at epochs 10 and 20, 30 epochs) and retrieval ks."
+    "Head optimisation (official: Adam 4e-4, batch 80, clip 0.5, lr x0.5 at epochs 10 and 20, 30 epochs), retrieval ks, the scored split."
     head_epochs: int = 30
     head_batch_size: int = 80
     head_lr: float = 4e-4
@@ -126,6 +154,12 @@ class DownstreamConfig:
     head_lr_gamma: float = 0.5
     head_hidden: int | None = None
     ks: tuple = (1, 5, 10)
+    eval_split: str = "test"        # 'test' (reported numbers) | 'val' (protocol sweeps: the test split is never read)
+
+    def __post_init__(self):
+        if self.eval_split not in EVAL_SPLITS:
+            raise ConfigError(f"DownstreamConfig.eval_split must be one of {list(EVAL_SPLITS)} ('val' for protocol sweeps, "
+                              f"which then never read the test split; 'test' for the reported numbers), got {self.eval_split!r}")
 
     def train_config(self, seed: int, select_metric: str = "acc") -> TrainConfig:
         "The engine's settings for one head (selected on the source modality's val split)."
@@ -136,7 +170,7 @@ class DownstreamConfig:
 def _rows(data, split, m): return np.flatnonzero((data.split == split) & data.mask[m])
 
 def transfer_scores(codes: dict, data, task: str = "cls", cfg: DownstreamConfig | None = None, seed: int = 0) -> dict[str, float]:
-    "Train a head on each modality's codes; in-modality and zero-shot cross-modal test scores for every ordered pair."
+    "Train a head on each modality's codes; in-modality and zero-shot cross-modal scores on `cfg.eval_split` for every ordered pair."
     cfg = cfg or DownstreamConfig()
     mods = list(codes["e"])
     if task == "seg":
@@ -157,7 +191,7 @@ def transfer_scores(codes: dict, data, task: str = "cls", cfg: DownstreamConfig 
         method.eval()
         with torch.no_grad():
             for tgt in mods:
-                res = method.evaluate(make_loader(ds(tgt, "test"), 512))
+                res = method.evaluate(make_loader(ds(tgt, cfg.eval_split), 512))
                 if task == "cls":
                     out[f"inmod_acc_{src}" if tgt == src else f"xmod_acc_{src}_to_{tgt}"] = res["acc"]
                 else:
@@ -185,23 +219,169 @@ def retrieval_scores(q_idx: torch.Tensor, g_idx: torch.Tensor, n_codes: int, y=N
             out[f"class_prec@{k}"] = float((y[order[:, :k]] == y[:, None]).float().mean())
     return out
 
-# %% ../../nbs/35_cmg_downstream.ipynb #c019
-def downstream_eval(model, data, cfg: DownstreamConfig | None = None, seed: int = 0, codes: dict | None = None) -> dict[str, float]:
-    "Classification, localization (if `seg_y`), retrieval and codebook health on the test split (`codes`: `extract_codes`' result, if at hand)."
-    cfg = cfg or DownstreamConfig()
-    codes = codes or extract_codes(model, data)
-    mods = model.mods
-    res = {"n_train": int((data.split == "train").sum()), "n_test": int((data.split == "test").sum()),
-           "chance_acc": float(np.bincount(data.y[data.split == "test"], minlength=data.n_classes).max()
-                               / max(int((data.split == "test").sum()), 1))}
-    res.update(transfer_scores(codes, data, "cls", cfg, seed))
-    if data.seg_y is not None: res.update(transfer_scores(codes, data, "seg", cfg, seed))
-    te = np.flatnonzero((data.split == "test") & np.all([data.mask[m] for m in mods], 0))
+# %% ../../nbs/35_cmg_downstream.ipynb #m001
+RIDGE_ALPHA = 1.0
+
+def _np64(a, name: str) -> np.ndarray:
+    a = a.detach().cpu().numpy() if torch.is_tensor(a) else np.asarray(a)
+    if a.dtype.kind not in "fiub": raise ValueError(f"{name}: expected a numeric array, got dtype {a.dtype}")
+    a = a.astype(np.float64)
+    if a.ndim == 1: a = a[:, None]
+    if a.ndim != 2: raise ValueError(f"{name}: expected [rows, features] (or [rows]), got shape {list(a.shape)}")
+    if not np.isfinite(a).all(): raise ValueError(f"{name}: {int((~np.isfinite(a)).sum())} non-finite values")
+    return a
+
+def ridge_r2(x_train, y_train, x_eval, y_eval, alpha: float = RIDGE_ALPHA) -> float:
+    """R² on (x_eval, y_eval) of a ridge regression fitted on (x_train, y_train), float64, closed form.
+
+    x: [n, F], y: [n, k] or [n]. Features standardised with the train rows' mean and std (a constant feature
+    becomes 0), intercept = the train targets' mean (not penalised), W = (XᵀX + αI)⁻¹ Xᵀ(Y − Ȳ). R² = 1 − SSE/SST
+    per output (SST about the eval targets' mean), averaged over the outputs with SST > 0; NaN if there is none."""
+    X, Y, Xe, Ye = (_np64(a, n) for a, n in ((x_train, "x_train"), (y_train, "y_train"), (x_eval, "x_eval"), (y_eval, "y_eval")))
+    if len(X) != len(Y) or len(Xe) != len(Ye):
+        raise ValueError(f"ridge_r2: features and targets need the same rows; train {len(X)} vs {len(Y)}, eval {len(Xe)} vs {len(Ye)}")
+    if X.shape[1] != Xe.shape[1] or Y.shape[1] != Ye.shape[1]:
+        raise ValueError(f"ridge_r2: train and eval widths differ: x {X.shape[1]} vs {Xe.shape[1]}, y {Y.shape[1]} vs {Ye.shape[1]}")
+    if len(X) < 2 or len(Xe) < 1: raise ValueError(f"ridge_r2: need >= 2 train rows and >= 1 eval row, got {len(X)} and {len(Xe)}")
+    if not alpha >= 0: raise ValueError(f"ridge_r2: alpha must be >= 0, got {alpha}")
+    mu, sd = X.mean(0), X.std(0)
+    sd = np.where(sd > 1e-9 * (1 + np.abs(mu)), sd, 1.0)             # constant (up to rounding) features: left at 0
+    Xs, Xes, ym = (X - mu) / sd, (Xe - mu) / sd, Y.mean(0)
+    try: W = np.linalg.solve(Xs.T @ Xs + alpha * np.eye(X.shape[1]), Xs.T @ (Y - ym))
+    except np.linalg.LinAlgError: W = np.linalg.lstsq(Xs, Y - ym, rcond=None)[0]     # alpha = 0, rank-deficient
+    sse = ((Ye - (Xes @ W + ym)) ** 2).sum(0)
+    sst = ((Ye - Ye.mean(0)) ** 2).sum(0)
+    ok = sst > 0
+    return float(np.mean(1 - sse[ok] / sst[ok])) if ok.any() else float("nan")
+
+def segment_r2(feat, target, train_rows, eval_rows, alpha: float = RIDGE_ALPHA) -> float:
+    "`ridge_r2` with one row per segment: features [N,T,F] -> target [N,T,k] (or [N,T]), fitted on `train_rows`, scored on `eval_rows`."
+    feat = feat.detach().cpu().numpy() if torch.is_tensor(feat) else np.asarray(feat)
+    target = np.asarray(target)
+    if target.ndim == 2: target = target[..., None]
+    if feat.ndim != 3 or target.ndim != 3 or feat.shape[:2] != target.shape[:2]:
+        raise ValueError(f"segment_r2: need features [N,T,F] and targets [N,T,k] with the same N and T, "
+                         f"got {list(feat.shape)} and {list(target.shape)}")
+    rows = lambda a, r: a[np.asarray(r)].reshape(len(r) * a.shape[1], a.shape[2])
+    return ridge_r2(rows(feat, train_rows), rows(target, train_rows), rows(feat, eval_rows), rows(target, eval_rows), alpha)
+
+def within_class_derangement(y, seed: int = 0) -> np.ndarray:
+    "partner[i]: another sample of i's class (a seeded random cycle through each class, so never i); -1 when i is alone in its class."
+    y = np.asarray(y); rng = np.random.default_rng(seed)
+    partner = np.full(len(y), -1, dtype=np.int64)
+    for c in np.unique(y):
+        members = rng.permutation(np.flatnonzero(y == c))
+        if len(members) > 1: partner[members] = np.roll(members, -1)
+    return partner
+
+def aligned_segments(n: int, T_a: int, T_b: int, lag_a=None, lag_b=None, symbols=None, partner=None) -> tuple:
+    """The valid (sample, segment) pairs of the shared timeline: arrays (i, t_a, j, t_b), sample i's modality a at
+    t_a = u + lag_a[i] against sample j's modality b at t_b = u + lag_b[j], with j = i (or partner[i]; rows with
+    partner -1 are left out); valid: both indices inside their sequences and, with `symbols`, symbols[i,u] >= 0 and symbols[j,u] >= 0."""
+    lag_a = np.zeros(n, np.int64) if lag_a is None else np.asarray(lag_a, np.int64)
+    lag_b = np.zeros(n, np.int64) if lag_b is None else np.asarray(lag_b, np.int64)
+    j = np.arange(n) if partner is None else np.asarray(partner, np.int64)
+    has = j >= 0; j = np.where(has, j, np.arange(n))
+    Tu = symbols.shape[1] if symbols is not None else max(T_a, T_b)
+    u = np.arange(Tu)[None, :]
+    ta, tb = u + lag_a[:, None], u + lag_b[j][:, None]
+    valid = has[:, None] & (ta >= 0) & (ta < T_a) & (tb >= 0) & (tb < T_b)
+    if symbols is not None: valid &= (symbols >= 0) & (symbols[j] >= 0)
+    i, uu = np.nonzero(valid)
+    return i, ta[i, uu], j[i], tb[i, uu]
+
+def alignment_scores(idx_a, idx_b, e_a=None, e_b=None, lag_a=None, lag_b=None, symbols=None, partner=None,
+                     seed: int = 0) -> dict[str, float]:
+    """Cross-modal segment alignment of paired code sequences idx [n,T] (codeword vectors e [n,T,D] for `segacc`):
+    `align` (same code at aligned segments), `align_shuf` (b from `partner[i]`, if given), `segacc` (the aligned
+    segment is b's nearest to a's by cosine, random tie-break) and `segacc_chance` (1/T_b); NaN without a valid segment."""
+    idx_a = np.asarray(idx_a); idx_b = np.asarray(idx_b)
+    if idx_a.ndim != 2 or idx_b.ndim != 2 or len(idx_a) != len(idx_b):
+        raise ValueError(f"alignment_scores: need paired index sequences [n,T], got {list(idx_a.shape)} and {list(idx_b.shape)}")
+    n, (T_a, T_b) = len(idx_a), (idx_a.shape[1], idx_b.shape[1])
+    mean = lambda v: float(v.mean()) if len(v) else float("nan")
+    i, ta, j, tb = aligned_segments(n, T_a, T_b, lag_a, lag_b, symbols)
+    out = {"align": mean(idx_a[i, ta] == idx_b[j, tb])}
+    if partner is not None:
+        si, sta, sj, stb = aligned_segments(n, T_a, T_b, lag_a, lag_b, symbols, partner)
+        out["align_shuf"] = mean(idx_a[si, sta] == idx_b[sj, stb])
+    if e_a is not None and e_b is not None:
+        ea, eb = (_unit64(e) for e in (e_a, e_b))
+        sims = np.einsum("ntd,nsd->nts", ea, eb)[i, ta]                    # [pairs, T_b]: a's segment vs all of b's
+        tie = sims >= sims.max(1, keepdims=True) - 1e-9
+        pick = np.where(tie, np.random.default_rng(seed).random(sims.shape), -1.0).argmax(1)
+        out["segacc"] = mean(pick == tb)
+        out["segacc_chance"] = 1.0 / T_b
+    return out
+
+def _unit64(e) -> np.ndarray:
+    e = (e.detach().cpu().numpy() if torch.is_tensor(e) else np.asarray(e)).astype(np.float64)
+    return e / np.maximum(np.linalg.norm(e, axis=-1, keepdims=True), 1e-12)
+
+def check_latents(lat: dict, n: int, T: dict) -> None:
+    "Shapes and dtypes of the latents `mechanism_scores` reads (T: segments per modality); a clear error on anything else."
+    def bad(k, want): raise ValueError(f"latents: key {k!r}: expected {want}, got dtype {np.asarray(lat[k]).dtype} shape {list(np.shape(lat[k]))}")
+    for m, Tm in T.items():
+        for k, want, ok in [(f"nuisance_{m}", f"float [{n},{Tm},k]", lambda a: a.dtype.kind == "f" and a.ndim in (2, 3) and a.shape[:2] == (n, Tm)),
+                            (f"lag_{m}", f"int [{n}]", lambda a: a.dtype.kind in "iu" and a.shape == (n,)),
+                            (f"private_{m}", f"bool [{n},{Tm}]", lambda a: a.dtype == bool and a.shape == (n, Tm))]:
+            if k in lat and not ok(np.asarray(lat[k])): bad(k, want)
+    if "symbols" in lat:
+        a = np.asarray(lat["symbols"])
+        if not (a.dtype.kind in "iu" and a.ndim == 2 and len(a) == n): bad("symbols", f"int [{n},T]")
+
+def mechanism_scores(codes: dict, data, split: str = "test", seed: int = 0, alpha: float = RIDGE_ALPHA) -> dict[str, float]:
+    """What each component did, from the dataset's latents: `nuis_r2_<m>` / `nuis_r2_spec_<m>` / `nuis_r2_raw_<m>`
+    (where `nuisance_<m>` exists), `align[_shuf]_<a>_to_<b>`, `segacc_<a>_to_<b>` and `segacc_chance`, on `split`."""
+    lat, mods = dataset_latents(data), list(codes["idx"])
+    check_latents(lat, data.n, {m: int(codes["idx"][m].shape[1]) for m in mods})
+    out = {}
+    for m in mods:
+        if f"nuisance_{m}" not in lat: continue
+        nu, tr, ev = lat[f"nuisance_{m}"], _rows(data, "train", m), _rows(data, split, m)
+        feats = {"": codes["e"][m], "spec_": codes.get("s", {}).get(m), "raw_": data.x[m]}
+        for name, f in feats.items():
+            if f is not None: out[f"nuis_r2_{name}{m}"] = segment_r2(f, nu, tr, ev, alpha)
+    ev = np.flatnonzero((data.split == split) & np.all([data.mask[m] for m in mods], 0))
+    partner = within_class_derangement(data.y[ev], seed)
+    sym = None if "symbols" not in lat else np.asarray(lat["symbols"])[ev]
+    lag = {m: None if f"lag_{m}" not in lat else np.asarray(lat[f"lag_{m}"])[ev] for m in mods}
+    chance = {}
     for a in mods:
         for b in mods:
             if a == b: continue
-            r = retrieval_scores(codes["idx"][a][te], codes["idx"][b][te], model.cfg.n_codes, data.y[te], cfg.ks, seed)
+            r = alignment_scores(codes["idx"][a][ev], codes["idx"][b][ev], codes["e"][a][ev], codes["e"][b][ev],
+                                 lag[a], lag[b], sym, partner, seed)
+            chance[f"segacc_chance_{a}_to_{b}"] = r.pop("segacc_chance")
+            out.update({f"{k}_{a}_to_{b}": v for k, v in r.items()})
+    if len(set(chance.values())) == 1: out["segacc_chance"] = next(iter(chance.values()))   # one T: one chance level
+    else: out.update(chance)
+    return {k: v for k, v in out.items() if v == v}                         # undefined (NaN) metrics are left out
+
+# %% ../../nbs/35_cmg_downstream.ipynb #c019
+def downstream_eval(model, data, cfg: DownstreamConfig | None = None, seed: int = 0, codes: dict | None = None) -> dict[str, float]:
+    """Classification, localization (if `seg_y`), retrieval, codebook health and mechanism metrics on `cfg.eval_split`
+    (`codes`: `extract_codes`' result for `data`, if at hand). With eval_split 'val' the test rows are never read."""
+    cfg = cfg or DownstreamConfig()
+    sp = cfg.eval_split
+    if sp != "test" and (data.split == "test").any():                       # drop the test rows before anything reads them
+        keep = np.flatnonzero(data.split != "test")
+        data, codes = take_rows(data, keep), None if codes is None else take_codes(codes, keep)
+    codes = codes or extract_codes(model, data)
+    mods = model.mods
+    n_ev = int((data.split == sp).sum())
+    if not n_ev: raise ValueError(f"dataset {data.name!r} has no {sp!r} rows to score (eval_split={sp!r}); counts: {data.counts()}")
+    res = {"eval_split": sp, "n_train": int((data.split == "train").sum()), f"n_{sp}": n_ev,
+           "chance_acc": float(np.bincount(data.y[data.split == sp], minlength=data.n_classes).max() / n_ev)}
+    res.update(transfer_scores(codes, data, "cls", cfg, seed))
+    if data.seg_y is not None: res.update(transfer_scores(codes, data, "seg", cfg, seed))
+    ev = np.flatnonzero((data.split == sp) & np.all([data.mask[m] for m in mods], 0))
+    for a in mods:
+        for b in mods:
+            if a == b: continue
+            r = retrieval_scores(codes["idx"][a][ev], codes["idx"][b][ev], model.cfg.n_codes, data.y[ev], cfg.ks, seed)
             res.update({f"{k}_{a}_to_{b}": v for k, v in r.items()})
-    for k in cfg.ks: res[f"recall@{k}_chance"] = min(1.0, k / max(len(te), 1))
-    res.update({f"test_{k}": v for k, v in codebook_health({m: codes["idx"][m][te] for m in mods}, model.cfg.n_codes).items()})
+    for k in cfg.ks: res[f"recall@{k}_chance"] = min(1.0, k / max(len(ev), 1))
+    res.update({f"{sp}_{k}": v for k, v in codebook_health({m: codes["idx"][m][ev] for m in mods}, model.cfg.n_codes).items()})
+    res.update(mechanism_scores(codes, data, sp, seed))
     return res

@@ -14,7 +14,7 @@ from ..core import ConfigError, claim_run_dir, save_csv, save_json, save_npz, se
 from ..dist import barrier, is_main, solo
 from ..data.format import MMDataset, collate
 from ..engine import TrainConfig, fit, make_loader, to_device
-from .downstream import DownstreamConfig, downstream_eval, extract_codes
+from .downstream import DownstreamConfig, downstream_eval, extract_codes, take_rows
 from .model import CMGConfig, UniCode, save_pretrained
 
 # %% auto #0
@@ -32,9 +32,15 @@ def split_params(flat: dict, sources: dict | None = None, where: str = "CMG para
 # %% ../../nbs/36_cmg_run.ipynb #c008
 def run_experiment(data, model: CMGConfig, train: TrainConfig, downstream: DownstreamConfig | None = None,
                    out_dir=None, device="cpu", resume: bool = True, fresh: bool = False, timing_file=None) -> dict:
-    "Pretrain `model` on `data` with `fit`, score the frozen model on the test split; with `out_dir`, write the files above."
+    "Pretrain `model` on `data` with `fit`, score the frozen model on `downstream.eval_split`; with `out_dir`, write the files above."
     from mla_cmg.data.benchmarks import content_hash
     downstream = downstream or DownstreamConfig()
+    sp = downstream.eval_split
+    if sp != "test":      # protocol sweeps: the test rows leave before anything (the hash included) reads them
+        data = take_rows(data, np.flatnonzero(data.split != "test"))
+    has_val = bool((data.split == "val").any())
+    if sp == "val" and not has_val:
+        raise ConfigError(f"eval_split='val' needs validation rows; dataset {data.name!r} has none ({data.counts()})")
     config = {"data": {"name": data.name, "sha256": content_hash(data)}, "model": dataclasses.asdict(model),
               "train": {k: v for k, v in dataclasses.asdict(train).items() if k != "progress"},
               "downstream": dataclasses.asdict(downstream)}
@@ -44,7 +50,6 @@ def run_experiment(data, model: CMGConfig, train: TrainConfig, downstream: Downs
         barrier()
     seed_everything(train.seed)
     net = UniCode({m: int(data.x[m].shape[-1]) for m in data.modalities}, model)
-    has_val = bool((data.split == "val").any())
     select_last = train.select_metric == "train_steps"     # the last epoch: nothing to select, so no per-epoch val pass
     t0 = time.time()
     res = fit(net, MMDataset(data, "train"), MMDataset(data, "val") if has_val and not select_last else None, cfg=train,
@@ -56,7 +61,7 @@ def run_experiment(data, model: CMGConfig, train: TrainConfig, downstream: Downs
     def score(split):
         with torch.no_grad():
             return net.evaluate([to_device(b, dev) for b in make_loader(MMDataset(data, split), train.eval_batch_size, collate_fn=collate)])
-    test = score("test")
+    held = {"test": score("test")} if sp == "test" else {}
     if select_last and has_val: res.val = score("val")
     net.cpu()
     codes = extract_codes(net, data)
@@ -64,15 +69,15 @@ def run_experiment(data, model: CMGConfig, train: TrainConfig, downstream: Downs
     t1 = time.time()
     with solo():           # under torchrun the other ranks are done: rank 0 fits the heads alone (no collectives)
         down = downstream_eval(net, data, downstream, seed=train.seed, codes=codes)
-    metrics = {**down, "val": res.val, "test": test,
+    metrics = {**down, "val": res.val, **held,
                "train_last": {k[6:]: v for k, v in res.history[-1].items() if k.startswith("train_")} if res.history else {},
                "best_epoch": res.best_epoch, "epochs_run": res.epochs_run, "train_steps": int(net.train_steps),
                "dataset": data.name, "modalities": data.modalities, "config": config}
     if out is not None:
-        te = np.flatnonzero(data.split == "test")
+        ev = np.flatnonzero(data.split == sp)
         save_pretrained(out / "model.pt", net, extra={"dataset": data.name, "seed": train.seed})
-        save_npz(out / "codes.npz", codebook=net.vq.codebook.numpy(), y=data.y[te],
-                 **{f"idx_{m}": codes["idx"][m][te].numpy() for m in data.modalities})
+        save_npz(out / "codes.npz", codebook=net.vq.codebook.numpy(), y=data.y[ev], split=np.array(sp),
+                 **{f"idx_{m}": codes["idx"][m][ev].numpy() for m in data.modalities})
         save_csv(out / "history.csv", res.history)
         if res.steps: save_csv(out / "steps.csv", res.steps)
         save_json(out / "metrics.json", metrics)
