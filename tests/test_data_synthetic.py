@@ -151,6 +151,9 @@ def test_private_events_touch_only_their_modality():
         assert pm.dtype == bool and (diff[~pm] == 0).all() and (diff[pm] > 0).all()
         assert abs(pm.any(1).mean() - 0.4) < 0.06
     assert np.array_equal(dp.seg_y, dn.seg_y) and np.array_equal(dp.y, dn.y)
+    for other in (dict(n_symbols=0), dict(nuisance_rho=1.0)):             # one knob does not move another's draws
+        do = make_synthetic(**{**kw, **other}, private_rate=0.4)
+        assert all(np.array_equal(do.latents[f"private_{m}"], dp.latents[f"private_{m}"]) for m in "ab")
 
 
 def test_instance_knob_errors():

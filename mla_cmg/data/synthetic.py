@@ -112,11 +112,10 @@ def make_synthetic(n: int = 3000, n_modalities: int = 2, T: int = 8, dims: tuple
     priv, priv_x = {}, {}
     if private_rate > 0:
         rp = np.random.default_rng([seed, 3])
-        for m in range(M):
-            has = rp.random(n) < private_rate
-            Lp = rp.integers(lo, hi + 1, size=n)
-            onp = (rp.random(n) * (T - Lp + 1)).astype(int)
-            cp = (c + rp.integers(1, C, size=n)) % C                                 # a class other than c
+        draw = [(rp.random(n) < private_rate, rp.integers(lo, hi + 1, size=n), rp.random(n), rp.integers(1, C, size=n))
+                for _ in range(M)]                       # when, how long, where, which class: the same with or without symbols
+        for m, (has, Lp, u, shift) in enumerate(draw):
+            onp, cp = (u * (T - Lp + 1)).astype(int), (c + shift) % C                  # cp: a class other than c
             priv[names[m]] = ((t >= onp[:, None]) & (t < (onp + Lp)[:, None])) & has[:, None]
             px = snr[m] * priv[names[m]][:, :, None] * (P[m][cp // 2] + (2 * (cp % 2) - 1)[:, None] * Q[m])[:, None, :]
             if S: px = px + symbol_snr * _render(G[m], np.where(priv[names[m]], _timeline(onp, Lp, _markov(rp, init, trans, cp, hi), T), -1))
