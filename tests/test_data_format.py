@@ -56,6 +56,10 @@ BAD = {  # case -> (arrays, words that the message must contain: the key, expect
     "seg_y out of range": ({**good, "seg_y": np.full((60, 4), 9)}, ["'seg_y'", "[0, 3]"]),
     "seg_y wrong N": ({**good, "seg_y": np.zeros((50, 4), np.int64)}, ["'seg_y'", "N=60"]),
     "seg_y multi-hot values": ({**good, "seg_y": np.full((60, 4, 4), 2)}, ["'seg_y'", "{0, 1}"]),
+    "latent wrong N": ({**good, "lat_symbols": np.zeros((59, 4), np.int64)}, ["'lat_symbols'", "N = 60", "[59, 4]"]),
+    "latent strings": ({**good, "lat_names": np.array(["a"] * 60)}, ["'lat_names'", "numeric", "<U1"]),
+    "latent scalar": ({**good, "lat_lag": np.array(3)}, ["'lat_lag'", "first axis", "shape []"]),
+    "latent empty name": ({**good, "lat_": np.zeros(60)}, ["'lat_'", "empty name"]),
 }
 
 
@@ -215,3 +219,24 @@ def test_apply_mask_zero_fills_and_stays_valid():
     check_arrays(to_arrays(dm))
     with pytest.raises(ValueError, match="shape"):
         apply_mask(d, keep[:, :1])
+
+
+def test_latents_roundtrip_slice_and_leave_plain_files_unchanged(tmp_path):
+    from mla_cmg.data.format import save_dataset, to_arrays
+    lat = {"lag_audio": np.full(60, 2, np.int64), "symbols": (np.arange(240).reshape(60, 4) % 6) - 1,
+           "private_visual": np.arange(240).reshape(60, 4) % 5 == 0, "nuisance_audio": np.ones((60, 4, 3), np.float32)}
+    d = check_arrays({**good, **{f"lat_{k}": v for k, v in lat.items()}}, seed=0)
+    save_dataset(tmp_path / "l.npz", d)
+    with np.load(tmp_path / "l.npz", allow_pickle=False) as z:
+        assert {f"lat_{k}" for k in lat} <= set(z.files)
+    d2 = load_npz(tmp_path / "l.npz")
+    for k, v in lat.items():
+        assert d2.latents[k].dtype == v.dtype and np.array_equal(d2.latents[k], v)
+    te = d2.subset("test")
+    assert np.array_equal(te.latents["private_visual"], lat["private_visual"][d2.split == "test"])
+    assert np.array_equal(d2.take([3, 1]).latents["nuisance_audio"], lat["nuisance_audio"][[3, 1]])
+    plain = check_arrays(good, seed=0)
+    assert plain.latents == {} and not any(k.startswith("lat_") for k in to_arrays(plain))
+    import dataclasses
+    save_dataset(tmp_path / "p1.npz", plain); save_dataset(tmp_path / "p2.npz", dataclasses.replace(d2, latents={}))
+    assert (tmp_path / "p1.npz").read_bytes() == (tmp_path / "p2.npz").read_bytes()

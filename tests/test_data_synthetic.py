@@ -1,5 +1,7 @@
-"""The synthetic generator: determinism, per-segment labels, offsets, label-free nuisance, and the interaction knob."""
-import warnings
+"""The synthetic generator: determinism, per-segment labels, offsets, label-free nuisance, the interaction knob, and the
+instance-level knobs (symbols, AR(1) nuisance, private events, latents) whose defaults leave the old arrays unchanged."""
+import hashlib, json, warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -81,3 +83,81 @@ def test_bad_knobs():
     with pytest.raises(ValueError, match="n_modalities"): make_synthetic(n=10, n_modalities=4)
     with pytest.raises(ValueError, match="one entry per modality"): make_synthetic(n=10, n_modalities=3)
     with pytest.raises(ValueError, match="interaction"): make_synthetic(n=10, interaction=1.5)
+
+
+# ---- instance-level knobs ------------------------------------------------------------------------------
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _hash(d):
+    from mla_cmg.data.format import to_arrays
+    h = hashlib.sha256()
+    for k, a in to_arrays(d).items():
+        a = np.ascontiguousarray(a); h.update(f"{k}|{a.dtype.str}|{a.shape}|".encode()); h.update(a.tobytes())
+    return h.hexdigest()
+
+
+@pytest.mark.parametrize("name", ["synthetic", "synthetic_xor", "synthetic3"])
+def test_existing_benchmarks_are_byte_identical(name):
+    "The prepared datasheets (written before the new knobs existed) still match what the generator builds."
+    from mla_cmg.core import load_params
+    from mla_cmg.data import benchmarks as bm
+    want = json.loads((ROOT / "data" / "prepared" / f"{name}.json").read_text())["content_sha256"]
+    assert bm.content_hash(bm.build(name, load_params(ROOT / "params.yaml", f"data.{name}"))) == want
+
+
+def test_neutral_knob_values_change_nothing():
+    kw = dict(n=400, n_modalities=3, dims=(6, 7, 8), snr=(2, 1, 1), offset=1, seed=9)
+    assert _hash(make_synthetic(**kw)) == _hash(make_synthetic(**kw, n_symbols=0, nuisance_rho=1.0, private_rate=0.0, symbol_snr=5.0))
+
+
+def test_symbols_are_shared_at_the_lag_and_instance_specific():
+    d, lat = make_synthetic(n=300, T=9, dims=(5, 11), snr=(0, 0), nuisance=0.0, noise=0.02, offset=2, event_len=(3, 5),
+                            n_symbols=4, seed=3, return_latents=True, latents=True)
+    sym = d.latents["symbols"]
+    assert sym.dtype == np.int64 and ((sym >= 0) == (d.seg_y != 10)).all()
+    dec = {m: np.argmax(d.x[m] @ lat["G"][i].T, -1) for i, m in enumerate("ab")}
+    on = sym[:, :7] >= 0
+    assert np.array_equal(dec["a"][:, :7][on], sym[:, :7][on]) and np.array_equal(dec["b"][:, 2:][on], sym[:, :7][on])
+    assert np.array_equal(lat["symbols"]["b"][:, 2:], lat["symbols"]["a"][:, :7])
+    assert (d.latents["lag_a"] == 0).all() and (d.latents["lag_b"] == 2).all()
+    seqs = [tuple(s[s >= 0]) for s in sym[d.y == 1]]
+    assert len(set(seqs)) > 0.8 * len(seqs)
+
+
+def test_ar1_nuisance_constant_at_rho_1_and_stationary():
+    from mla_cmg.data.synthetic import _ar1
+    d = make_synthetic(n=100, T=7, nuisance=1.5, seed=1, latents=True)
+    assert (d.latents["nuisance_b"] == d.latents["nuisance_b"][:, :1]).all() and d.latents["nuisance_b"].shape == (100, 7, 4)
+    for rho in (0.0, 0.3, 0.9, 0.999):
+        eye = np.eye(15)
+        coef = _ar1(eye[:, :1], eye[:, 1:, None], rho)[..., 0]      # coefficients of z_t on its unit-variance inputs
+        assert np.allclose((coef ** 2).sum(0), 1, rtol=0, atol=1e-12)
+        assert np.allclose((coef[:, :-1] * coef[:, 1:]).sum(0), rho, rtol=0, atol=1e-12)
+    d, lat = make_synthetic(n=3000, T=10, nuisance=2.0, nuisance_rho=0.7, seed=4, return_latents=True, latents=True)
+    z = d.latents["nuisance_a"].astype(np.float64)
+    assert np.abs(z.var((0, 2)) - 1).max() < 0.1 and abs(np.mean(z[:, 1:] * z[:, :-1]) - 0.7) < 0.04
+    d0 = make_synthetic(n=3000, T=10, nuisance=0.0, nuisance_rho=0.7, seed=4, latents=True)
+    assert "nuisance_a" not in d0.latents and np.array_equal(d0.y, d.y)
+    assert np.allclose(d.x["b"] - d0.x["b"], 2.0 * lat["nuisance_t"]["b"] @ lat["W"][1], atol=1e-5)
+
+
+def test_private_events_touch_only_their_modality():
+    kw = dict(n=1000, T=10, offset=1, n_symbols=5, nuisance_rho=0.5, seed=8, latents=True)
+    dp, dn = make_synthetic(**kw, private_rate=0.4), make_synthetic(**kw)
+    for m in "ab":
+        pm = dp.latents[f"private_{m}"]
+        diff = np.abs(dp.x[m] - dn.x[m]).sum(-1)
+        assert pm.dtype == bool and (diff[~pm] == 0).all() and (diff[pm] > 0).all()
+        assert abs(pm.any(1).mean() - 0.4) < 0.06
+    assert np.array_equal(dp.seg_y, dn.seg_y) and np.array_equal(dp.y, dn.y)
+    for other in (dict(n_symbols=0), dict(nuisance_rho=1.0)):             # one knob does not move another's draws
+        do = make_synthetic(**{**kw, **other}, private_rate=0.4)
+        assert all(np.array_equal(do.latents[f"private_{m}"], dp.latents[f"private_{m}"]) for m in "ab")
+
+
+def test_instance_knob_errors():
+    with pytest.raises(ValueError, match="n_symbols"): make_synthetic(n=10, n_symbols=1)
+    with pytest.raises(ValueError, match="interaction"): make_synthetic(n=10, n_symbols=3, interaction=0.2)
+    with pytest.raises(ValueError, match="nuisance_rho"): make_synthetic(n=10, nuisance_rho=1.2)
+    with pytest.raises(ValueError, match="private_rate"): make_synthetic(n=10, private_rate=-0.1)

@@ -5,7 +5,7 @@
 # %% ../../nbs/10_data_format.ipynb #c002
 from __future__ import annotations
 import dataclasses, zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +31,7 @@ class MMData:
     classes: list      # class names, len C
     seg_y: np.ndarray | None = None  # int64 [N,T] (C = background) or multi-hot [N,T,K]
     name: str = ""
+    latents: dict = field(default_factory=dict)  # name -> np.ndarray [N, ...]: ground truth for mechanism metrics
 
     @property
     def modalities(self) -> list: return list(self.x)
@@ -48,7 +49,8 @@ class MMData:
         idx = np.asarray(idx)
         return dataclasses.replace(self, x={m: a[idx] for m, a in self.x.items()}, y=self.y[idx],
                                    split=self.split[idx], mask={m: a[idx] for m, a in self.mask.items()},
-                                   seg_y=None if self.seg_y is None else self.seg_y[idx], classes=list(self.classes))
+                                   seg_y=None if self.seg_y is None else self.seg_y[idx], classes=list(self.classes),
+                                   latents={k: v[idx] for k, v in self.latents.items()})
 
     def subset(self, split: str) -> MMData:
         "Only the samples of `split` ('train', 'val' or 'test')."
@@ -63,7 +65,8 @@ class MMData:
         shp = ", ".join(f"{m}{list(s)}" for m, s in self.shapes.items())
         miss = {m: int((~k).sum()) for m, k in self.mask.items() if (~k).any()}
         return (f"MMData({self.name!r}: N={self.n} {self.counts()}, C={self.n_classes}, x: {shp}"
-                + (f", missing={miss}" if miss else "") + (f", seg_y{list(self.seg_y.shape[1:])}" if self.seg_y is not None else "") + ")")
+                + (f", missing={miss}" if miss else "") + (f", seg_y{list(self.seg_y.shape[1:])}" if self.seg_y is not None else "")
+                + (f", latents={sorted(self.latents)}" if self.latents else "") + ")")
 
 # %% ../../nbs/10_data_format.ipynb #c007
 def _err(where, key, expected, got, fix="") -> ValueError:
@@ -98,12 +101,13 @@ def check_arrays(arrays: dict, where: str = "<arrays>", seed: int = 0, val_frac:
     "Validate the raw arrays of the on-disk format and return the dataset they describe."
     arrays = dict(arrays)
     xkeys = [k for k in arrays if k.startswith("x_")]
-    allowed = {"y", "split", "classes", "seg_y"} | set(xkeys) | {"mask_" + k[2:] for k in xkeys}
+    lkeys = [k for k in arrays if k.startswith("lat_")]
+    allowed = {"y", "split", "classes", "seg_y"} | set(xkeys) | {"mask_" + k[2:] for k in xkeys} | set(lkeys)
     unknown = [k for k in arrays if k not in allowed]
     if unknown:
         bad_masks = [k for k in unknown if k.startswith("mask_")]
         fix = (f"mask_<m> needs a matching x_<m>; modalities here: {[k[2:] for k in xkeys]}." if bad_masks else
-               "Allowed keys: x_<modality>, mask_<modality>, y, split, seg_y, classes. Rename or remove it.")
+               "Allowed keys: x_<modality>, mask_<modality>, y, split, seg_y, classes, lat_<name>. Rename or remove it.")
         raise _err(where, unknown[0], "only the keys of the mla_cmg format", "an unknown key", fix)
     if "y" not in arrays:
         raise _err(where, "y", "int64 labels of shape [N]", "no such key", "Add the class index of every sample as 'y'.")
@@ -201,16 +205,28 @@ def check_arrays(arrays: dict, where: str = "<arrays>", seed: int = 0, val_frac:
                        f"range [{int(seg_y.min())}, {int(seg_y.max())}]")
         if seg_y.ndim == 3 and not np.isin(seg_y, (0, 1)).all():
             raise _err(where, "seg_y", "multi-hot values in {0, 1}", f"range [{int(seg_y.min())}, {int(seg_y.max())}]")
-    return MMData(x=x, y=y, split=split.astype("<U5"), mask=mask, classes=classes.tolist(), seg_y=seg_y, name=name)
+    # latents: ground truth for mechanism metrics, one row per sample, numeric
+    latents = {}
+    for k in lkeys:
+        a = np.asarray(arrays[k])
+        if k == "lat_":
+            raise _err(where, k, "a latent name after 'lat_'", "an empty name", "Name it lat_<name>, e.g. lat_symbols.")
+        if a.dtype.kind not in "biuf" or a.ndim < 1 or a.shape[0] != n:
+            raise _err(where, k, f"a numeric (bool, int or float) array whose first axis is N = {n} (the length of 'y')",
+                       _desc(a), "Latents hold one row per sample, in the order of the samples.")
+        latents[k[4:]] = a
+    return MMData(x=x, y=y, split=split.astype("<U5"), mask=mask, classes=classes.tolist(), seg_y=seg_y, name=name,
+                  latents=latents)
 
 # %% ../../nbs/10_data_format.ipynb #c009
 def to_arrays(data: MMData) -> dict:
-    "The on-disk arrays of `data` (keys x_<m>, y, split, mask_<m>, seg_y, classes)."
+    "The on-disk arrays of `data` (keys x_<m>, y, split, mask_<m>, seg_y, classes, and lat_<name> when it has latents)."
     out = {f"x_{m}": np.asarray(a, np.float32) for m, a in data.x.items()}
     out.update(y=np.asarray(data.y, np.int64), split=np.asarray(data.split).astype(str))
     out.update({f"mask_{m}": np.asarray(data.mask[m], bool) for m in data.x})
     if data.seg_y is not None: out["seg_y"] = np.asarray(data.seg_y, np.int64)
     out["classes"] = np.asarray([str(c) for c in data.classes])
+    out.update({f"lat_{k}": np.asarray(v) for k, v in data.latents.items()})
     return out
 
 def load_npz(path, seed: int = 0, val_frac: float = 0.15, test_frac: float = 0.15) -> MMData:

@@ -16,18 +16,51 @@ def _unit(rng, *shape):
     v = rng.normal(size=shape)
     return v / np.linalg.norm(v, axis=-1, keepdims=True)
 
+def _ar1(z0, eps, rho: float) -> np.ndarray:
+    "AR(1) over segments: z[:, 0] = z0, z[:, t] = rho z[:, t-1] + sqrt(1 - rho^2) eps[:, t-1] (float64)."
+    z = np.empty((z0.shape[0], eps.shape[1] + 1) + z0.shape[1:])
+    z[:, 0], a = z0, np.sqrt(1.0 - rho * rho)
+    for t in range(1, z.shape[1]): z[:, t] = rho * z[:, t - 1] + a * eps[:, t - 1]
+    return z
+
+def _markov(rng, init, trans, cls, length: int) -> np.ndarray:
+    "Symbol sequences [n, length]: s_0 ~ init[cls], s_t ~ trans[cls, s_{t-1}] (inverse-CDF draws)."
+    u, S = rng.random((len(cls), length)), init.shape[-1]
+    s = np.empty((len(cls), length), np.int64)
+    s[:, 0] = (u[:, :1] > np.cumsum(init[cls], 1)).sum(1)
+    for t in range(1, length): s[:, t] = (u[:, t:t + 1] > np.cumsum(trans[cls, np.minimum(s[:, t - 1], S - 1)], 1)).sum(1)
+    return np.minimum(s, S - 1)   # a cumsum that rounds below 1 never yields an index past the last symbol
+
+def _timeline(onset, L, seq, T: int) -> np.ndarray:
+    "[n, T] int64: seq[i, u] at segment onset[i] + u for u < L[i], -1 elsewhere."
+    t = np.arange(T)[None, :]
+    u = t - onset[:, None]
+    on = (u >= 0) & (u < L[:, None])
+    return np.where(on, np.take_along_axis(seq, np.clip(u, 0, seq.shape[1] - 1), 1), -1).astype(np.int64)
+
+def _render(G, s) -> np.ndarray:
+    "Rows of table G [S, D] at symbols s [n, T] (zero where s = -1): [n, T, D]."
+    return np.where((s >= 0)[..., None], G[np.maximum(s, 0)], 0.0)
+
 def make_synthetic(n: int = 3000, n_modalities: int = 2, T: int = 8, dims: tuple = (16, 16), n_classes: int = 10,
                    snr: tuple = (2.0, 1.0), nuisance: float = 1.0, nuisance_dim: int = 4, offset: int = 0,
                    interaction: float = 0.0, event_len: tuple = (3, 6), noise: float = 1.0,
                    val_frac: float = 0.15, test_frac: float = 0.15, seed: int = 0, names: tuple | None = None,
-                   return_latents: bool = False):
+                   return_latents: bool = False, n_symbols: int = 0, symbol_snr: float = 1.0,
+                   nuisance_rho: float = 1.0, private_rate: float = 0.0, latents: bool = False):
     """Synthetic multimodal sequences with per-segment labels; every knob is documented above.
 
     n: samples; n_modalities: 2 or 3; T: segments; dims: feature size per modality; n_classes: C;
     snr: signal scale per modality (dominant first); nuisance: scale of the label-free per-sample factor;
     nuisance_dim: its dimension; offset: lag in segments of modality m (m * offset); interaction: fraction
     of class pairs whose bit is the XOR of the first two modalities' factors; event_len: (min, max)
-    event length; noise: white-noise std; seed: everything (world and samples) is drawn from it."""
+    event length; noise: white-noise std; seed: everything (world and samples) is drawn from it.
+    n_symbols: size of the instance-level symbol alphabet (0 = off); symbol_snr: scale of the rendered symbols;
+    nuisance_rho: AR(1) coefficient of the nuisance over segments (1 = constant in time);
+    private_rate: probability per (sample, modality) of a label-free event in that modality only;
+    latents: attach the mechanism latents (lag_<m>, private_<m>, symbols, nuisance_<m>) to the dataset.
+    The new knobs draw from their own generators (seeds [seed, 1], [seed, 2], [seed, 3]) and only when on,
+    so their defaults reproduce the arrays of the original generator exactly."""
     M = int(n_modalities)
     names = tuple(names or ("a", "b", "c")[:M])
     dims, snr = tuple(dims), tuple(snr)
@@ -39,6 +72,14 @@ def make_synthetic(n: int = 3000, n_modalities: int = 2, T: int = 8, dims: tuple
     span = T - offset * (M - 1)
     if not (1 <= lo <= hi <= span): raise ValueError(f"need 1 <= event_len[0] <= event_len[1] <= T - offset*(M-1) = {span}, got {event_len}")
     if n_classes < 2: raise ValueError(f"n_classes must be >= 2, got {n_classes}")
+    S = int(n_symbols)
+    if S < 0 or S == 1: raise ValueError(f"n_symbols must be 0 (off) or >= 2, got {n_symbols}")
+    if S and interaction > 0:
+        raise ValueError(f"n_symbols > 0 with interaction > 0 (got {interaction}): the symbols follow the class's chain "
+                         "in every modality and would reveal the XOR label to each one; use one or the other")
+    if symbol_snr < 0: raise ValueError(f"symbol_snr must be >= 0, got {symbol_snr}")
+    if not 0 <= nuisance_rho <= 1: raise ValueError(f"nuisance_rho must be in [0, 1] (1 = constant in time), got {nuisance_rho}")
+    if not 0 <= private_rate <= 1: raise ValueError(f"private_rate must be in [0, 1], got {private_rate}")
     rng = np.random.default_rng(seed)
     C, K = int(n_classes), (int(n_classes) + 1) // 2
     # the world: prototypes, bit directions, nuisance loadings (fixed by the seed)
@@ -58,19 +99,58 @@ def make_synthetic(n: int = 3000, n_modalities: int = 2, T: int = 8, dims: tuple
     L = rng.integers(lo, hi + 1, size=n)
     onset = (rng.random(n) * (span - L + 1)).astype(int)
     t = np.arange(T)
-    x, z = {}, {}
+    # instance-level symbols (own generator): a symbol table per modality, a Markov chain per class
+    sym = {}
+    if S:
+        rs = np.random.default_rng([seed, 1])
+        G = [_unit(rs, S, d) for d in dims]
+        init, trans = rs.dirichlet(np.ones(S), size=C), rs.dirichlet(np.ones(S), size=(C, S))
+        sym0 = _timeline(onset, L, _markov(rs, init, trans, c, hi), T)              # [n, T], modality 0's timeline
+        for m in range(M):
+            sym[names[m]] = np.full((n, T), -1, np.int64); sym[names[m]][:, m * offset:] = sym0[:, :T - m * offset]
+    # private events (own generator): another class's prototype (and symbols) in one modality, at a random time
+    priv, priv_x = {}, {}
+    if private_rate > 0:
+        rp = np.random.default_rng([seed, 3])
+        draw = [(rp.random(n) < private_rate, rp.integers(lo, hi + 1, size=n), rp.random(n), rp.integers(1, C, size=n))
+                for _ in range(M)]                       # when, how long, where, which class: the same with or without symbols
+        for m, (has, Lp, u, shift) in enumerate(draw):
+            onp, cp = (u * (T - Lp + 1)).astype(int), (c + shift) % C                  # cp: a class other than c
+            priv[names[m]] = ((t >= onp[:, None]) & (t < (onp + Lp)[:, None])) & has[:, None]
+            px = snr[m] * priv[names[m]][:, :, None] * (P[m][cp // 2] + (2 * (cp % 2) - 1)[:, None] * Q[m])[:, None, :]
+            if S: px = px + symbol_snr * _render(G[m], np.where(priv[names[m]], _timeline(onp, Lp, _markov(rp, init, trans, cp, hi), T), -1))
+            priv_x[names[m]] = px
+    ra = np.random.default_rng([seed, 2]) if nuisance_rho < 1 else None
+    x, z, zt = {}, {}, {}
     for m in range(M):
         env = ((t >= (onset + m * offset)[:, None]) & (t < (onset + m * offset + L)[:, None])).astype(np.float32)
         sig = P[m][k] + (2 * bits[:, m] - 1)[:, None] * Q[m]                       # [n, D]
         z[names[m]] = rng.normal(size=(n, nuisance_dim))
-        style = nuisance * z[names[m]] @ W[m]                                      # [n, D]
-        x[names[m]] = (snr[m] * env[:, :, None] * sig[:, None, :] + style[:, None, :]
-                       + noise * rng.normal(size=(n, T, dims[m]))).astype(np.float32)   # [n, T, D]
+        if ra is None:                                                             # constant in time
+            zt[names[m]] = np.repeat(z[names[m]][:, None], T, 1)
+            style = (nuisance * z[names[m]] @ W[m])[:, None, :]                    # [n, 1, D]
+        else:                                                                      # AR(1) over segments
+            zt[names[m]] = _ar1(z[names[m]], ra.normal(size=(n, T - 1, nuisance_dim)), nuisance_rho)
+            style = nuisance * zt[names[m]] @ W[m]                                 # [n, T, D]
+        xm = (snr[m] * env[:, :, None] * sig[:, None, :] + style
+              + noise * rng.normal(size=(n, T, dims[m])))                          # [n, T, D]
+        if S: xm = xm + symbol_snr * _render(G[m], sym[names[m]])
+        if private_rate > 0: xm = xm + priv_x[names[m]]
+        x[names[m]] = xm.astype(np.float32)
     env0 = (t >= onset[:, None]) & (t < (onset + L)[:, None])
     seg_y = np.where(env0, c[:, None], C).astype(np.int64)
     split = stratified_split(c, seed=seed, val_frac=val_frac, test_frac=test_frac)
     arrays = {f"x_{m}": a for m, a in x.items()}
     arrays.update(y=c.astype(np.int64), split=split, seg_y=seg_y, classes=np.array([f"c{i}" for i in range(C)]))
+    if latents:
+        arrays.update({f"lat_lag_{names[m]}": np.full(n, m * offset, np.int64) for m in range(M)})
+        if nuisance > 0: arrays.update({f"lat_nuisance_{m}": a.astype(np.float32) for m, a in zt.items()})
+        arrays.update({f"lat_private_{m}": priv.get(m, np.zeros((n, T), bool)) for m in names})
+        if S: arrays["lat_symbols"] = sym[names[0]]
     data = check_arrays(arrays, where="make_synthetic", name="synthetic")
     if not return_latents: return data
-    return data, dict(c=c, super_class=k, bit=j, is_xor=is_xor, bits=bits, onset=onset, length=L, nuisance=z)
+    out = dict(c=c, super_class=k, bit=j, is_xor=is_xor, bits=bits, onset=onset, length=L, nuisance=z,
+               nuisance_t=zt, symbols=sym, private=priv, W=W)
+    if S: out.update(G=G, init=init, trans=trans)
+    return data, out
+
