@@ -93,7 +93,8 @@ def holm(pvals) -> np.ndarray:
 
 # %% ../nbs/01c_stats.ipynb #c016
 def _power(lam: float, df: float, q: float) -> float:
-    return float(_st.nct.sf(q, df, lam) + _st.nct.cdf(-q, df, lam))
+    # P(T > q) + P(T < -q); the lower tail as P(T_{-λ} > q) (symmetry): scipy's nct.cdf returns nan far in that tail
+    return float(_st.nct.sf(q, df, lam) + _st.nct.sf(q, df, -lam))
 
 def _mdd(se: float, df: float, alpha: float, power: float) -> float:
     if not 0 < alpha < 1 or not alpha < power < 1: raise ValueError(f"need 0 < alpha < power < 1, got alpha={alpha}, power={power}")
