@@ -422,7 +422,7 @@ def mla_report(runs: Runs, pipe: dict, out: Path, tsne: dict | None = None, prep
     mp, sections, tables, records = pipe.get("mla") or {}, [], {}, []
     benches, variants = mp.get("benchmarks", []), mp.get("variants", [])
     for bench in benches:
-        first = next((d for v in variants for d in runs.seed_dirs("mla", bench, v)), None)
+        first = next((d for v in variants for d in runs.seed_dirs("mla", bench, v) if (d / "metrics.json").exists()), None)
         if first is None: continue
         mods = load_json(first / "metrics.json")["modalities"]
         rows = {"Unimodal (UME members)": runs.summary("mla", bench, "ume")} if "ume" in variants else {}
@@ -512,7 +512,7 @@ def cmg_report(runs: Runs, pipe: dict, out: Path, prepared="data/prepared", tsne
     sections, tables, usage, records = [], {}, {}, []
     benches = cmg_benchmarks(pipe)
     for i, (bench, variants) in enumerate(benches.items()):
-        first = next((d for v in variants for d in runs.seed_dirs("cmg", bench, v)), None)
+        first = next((d for v in variants for d in runs.seed_dirs("cmg", bench, v) if (d / "metrics.json").exists()), None)
         if first is None: continue
         mods = load_json(first / "metrics.json")["modalities"]
         sheet = datasheet(prepared, bench)
