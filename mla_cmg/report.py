@@ -153,13 +153,13 @@ def reference_rows(cols: list, sheet: dict, rows: dict) -> tuple[dict, dict]:
             "late fusion of the raw-feature probes": late}
     return {k: v for k, v in refs.items() if v}, ceiling
 
-def split_interval(rows: dict, cols: list, n_test: int | None, conf: float = 0.95) -> tuple[str, dict]:
+def split_interval(rows: dict, cols: list, n_test: int | None, conf: float = 0.95, name: str = "") -> tuple[str, dict]:
     "The test split's binomial interval at the median accuracy of the table's cells (columns with a chance level): (note, JSON)."
     accs = [m["mean"] for s in rows.values() for c in cols if c.chance == "majority" and (m := _metric(s, c.key))]
     if not n_test or not accs: return "", {}
     p = float(np.median(accs)); hw = stats.binomial_halfwidth(p, n_test, conf); lo, hi = stats.wilson(p, n_test, conf)
     js = {"n_test": int(n_test), "accuracy": p, "conf": conf, "halfwidth": hw, "wilson_lo": lo, "wilson_hi": hi}
-    return (f"Test split: {n_test} samples, the same for every seed. At this table's median accuracy {100 * p:.1f} % one accuracy has a "
+    return (f"Test split{f' of {name}' if name else ''}: {n_test} samples, the same for every seed. At this table's median accuracy {100 * p:.1f} % one accuracy has a "
             f"binomial {100 * conf:.0f} % half-width of ± {100 * hw:.1f} points (Wilson interval [{100 * lo:.1f}, {100 * hi:.1f}]); "
             "the seed std does not include this sampling error of the split."), js
 
@@ -248,8 +248,9 @@ def claims_md(recs: list) -> str:
     "Markdown list of a block's records, grouped by claim: the arms, the test and the verdict of each comparison."
     if not recs: return ""
     m = next((r["m"] for r in recs if "m" in r), 0)
-    out = [f"{m} comparison(s) in this block, Holm–Bonferroni over all of them (α = {ALPHA}); a null verdict states the "
-           f"smallest difference this design detects with {POWER:.0%} power at Holm's strictest level α/{m} (noncentral t).", ""]
+    out = [f"{m} comparison(s) in this block" + (f" ({len(recs) - m} more not testable)" if len(recs) > m else "")
+           + f", Holm–Bonferroni over all of them (α = {ALPHA}); a null verdict states the smallest difference this design "
+           f"detects with {POWER:.0%} power at Holm's strictest level α/{m} (noncentral t).", ""]
     for claim in dict.fromkeys(r["claim"] for r in recs):
         rs = [r for r in recs if r["claim"] == claim]
         out.append(f"- *{claim}* ({rs[0]['where']}):")
@@ -411,6 +412,14 @@ def annotated_table(rows: dict, cols: list, sheet: dict, row_header: str = "meth
     if split: md += f"\n{split}\n"; js["_test_split"] = sjs
     return md, js
 
+def _split_notes(md: str, parts: dict, prepared) -> tuple[str, dict]:
+    "`md` with the test split's interval of each benchmark of a table spanning several (`parts = {bench: (rows, cols)}`), and their JSON."
+    notes, js = [], {}
+    for b, (rows, cols) in parts.items():
+        note, sj = split_interval(rows, cols, _n_test(datasheet(prepared, b), rows), name=b)
+        if note: notes.append(note); js[b] = sj
+    return md + "".join(f"\n{n}\n" for n in notes), js
+
 def _pseudo(cells: dict) -> dict:
     "A summary-like dict `{'metrics': cells}` (cells already keyed by column label)."
     return {"metrics": {k: v for k, v in cells.items() if v is not None}}
@@ -452,6 +461,7 @@ def mla_report(runs: Runs, pipe: dict, out: Path, tsne: dict | None = None, prep
     if benches and variants:
         abl = {r: _pseudo({b: _metric(runs.summary("mla", b, v), k) for b in benches}) for r, (v, k) in MLA_ABLATION.items()}
         abl_md, abl_js = results_table(abl, [Col(b, b) for b in benches], row_header="")
+        abl_md, abl_js["_test_split"] = _split_notes(abl_md, {b: (abl, [Col(b, b, chance="majority")]) for b in benches}, prepared)
         claims, recs = mla_claims(runs, benches, variants, miss)
         abl_js["_tests"] = recs; records += recs
         tables["mla_ablation"] = abl_js
@@ -463,6 +473,8 @@ def mla_report(runs: Runs, pipe: dict, out: Path, tsne: dict | None = None, prep
         if fused:   # every rule read out from the same trained models, each at the epoch selected on validation under it
             rows = {f"{MLA_LABELS.get(v, v)} — {b}": runs.summary("mla", b, v) for b in benches for v in fused}
             fmd, fjs = results_table(rows, [Col(k, v) for k, v in MLA_FUSION.items()], row_header="model — benchmark")
+            fmd, fjs["_test_split"] = _split_notes(fmd, {b: ({r: s for r, s in rows.items() if r.endswith(f" — {b}")},
+                                                             [Col(k, v, chance="majority") for k, v in MLA_FUSION.items()]) for b in benches}, prepared)
             fclaims, frecs = fusion_claims(runs, benches, variants)
             fjs["_tests"] = frecs; records += frecs
             tables["mla_fusion"] = fjs
@@ -596,7 +608,8 @@ def findings_md(records: list) -> str:
            "each null verdict says the smallest difference the design detects (80 % power, Holm's strictest level).", ""]
     for block in dict.fromkeys(r["block"] for r in records):
         rs = [r for r in records if r["block"] == block]
-        out += [f"**{block}** ({next((r['m'] for r in rs if 'm' in r), 0)} comparisons):", ""]
+        m = next((r["m"] for r in rs if "m" in r), 0)
+        out += [f"**{block}** ({m} comparisons" + (f", {len(rs) - m} more not testable" if len(rs) > m else "") + "):", ""]
         for r in rs:
             stat = f" ({r['describe']})" if "describe" in r else ""
             out.append(f"- *{r['claim']}* ({r['where']}), {r['label']}, {r['what']}: {_pm(r['arm_a'], ' %')} vs {_pm(r['arm_b'], ' %')}: "
