@@ -166,7 +166,6 @@ def split_interval(rows: dict, cols: list, n_test: int | None, conf: float = 0.9
 # %% ../nbs/41_report.ipynb #c006
 CMG_LABELS = {"full": "Uni-Code (full)", "full_paper_club": "full, paper's CLUB schedule (weight 1 from step 0)",
               "full_reset_both": "full, paper's reset rule (both)", "full_xattn": "full, cross-attention MM-EMA",
-              "full_paired": "full, released MM-EMA mediator", "full_official": "full, released-code options",
               "no_club": "w/o CLUB", "no_cpc": "w/o Cross-CPC", "no_mmema": "w/o MM-EMA", "no_reset": "w/o reset",
               "no_cmcm": "w/o L_cmcm", "no_cpc_cmcm": "w/o Cross-CPC and L_cmcm", "vq": "VQ (shared codebook only)",
               "vq_nospec": "VQ, code-only decoder", "cmcm": "CMCM (L_cmcm, no DCID)"}
