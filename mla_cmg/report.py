@@ -15,8 +15,8 @@ from .core import atomic_write_text, load_json, save_json
 from .runner import _flat_numbers
 
 # %% auto #0
-__all__ = ['MLA_COLUMNS', 'CMG_COLUMNS', 'CMG_LOCRET_COLUMNS', 'SPLIT_STD', 'CMG_LABELS', 'ALPHA', 'POWER', 'CMG_CLAIMS',
-           'MLA_LABELS', 'MLA_FUSION', 'MLA_ABLATION', 'MLA_FUSED', 'MLA_CLAIMS', 'MLA_MISSING_CLAIMS',
+__all__ = ['MLA_COLUMNS', 'CMG_COLUMNS', 'CMG_LOCRET_COLUMNS', 'CMG_MECH_COLUMNS', 'SPLIT_STD', 'CMG_LABELS', 'ALPHA', 'POWER',
+           'CMG_CLAIMS', 'MLA_LABELS', 'MLA_FUSION', 'MLA_ABLATION', 'MLA_FUSED', 'MLA_CLAIMS', 'MLA_MISSING_CLAIMS',
            'SUMMARY_FIGURES', 'Col', 'expand', 'collect', 'cell', 'mark_collapsed', 'results_table', 'write_table',
            'datasheet', 'test_counts', 'reference_rows', 'split_interval', 'cmg_columns', 'retrieval_ks', 'Comparison',
            'test_block', 'claims_md', 'cmg_claims', 'Runs', 'read_csv_rows', 'weak_modality', 'mla_claims',
@@ -54,6 +54,16 @@ CMG_LOCRET_COLUMNS = [Col("loc prec {a}→{b}", "loc_prec_{a}_to_{b}"), Col("loc
                       Col("loc prec in {m}", "inmod_loc_prec_{m}"), Col("loc F1 in {m}", "inmod_loc_f1_{m}"),
                       Col("R@{k} {a}→{b}", "recall@{k}_{a}_to_{b}", chance="recall@{k}_chance"),
                       Col("class P@{k} {a}→{b}", "class_prec@{k}_{a}_to_{b}", chance="sum_p2")]
+# each component's mechanism (chapter 35): nuisance left in the codes (CLUB's job; ridge R² from the codewords, the
+# specific branch and the raw input), instance-level alignment of the two modalities' codes (Cross-CPC's job; against
+# a same-class partner), unused codes (the reset's job; codes used by both are in the main table: MM-EMA's job)
+CMG_MECH_COLUMNS = [Col("nuis R² codes {m}", "nuis_r2_{m}", scale=1.0, digits=2),
+                    Col("nuis R² specific {m}", "nuis_r2_spec_{m}", scale=1.0, digits=2),
+                    Col("nuis R² raw {m}", "nuis_r2_raw_{m}", scale=1.0, digits=2),
+                    Col("code agreement {a}→{b}", "align_{a}_to_{b}"),
+                    Col("same-class partner {a}→{b}", "align_shuf_{a}_to_{b}"),
+                    Col("nearest segment {a}→{b}", "segacc_{a}_to_{b}", chance="segacc_chance"),
+                    Col("unused codes", "test_used_none")]
 
 # %% ../nbs/41_report.ipynb #c003
 SPLIT_STD = 0.05          # a row's seeds "split" when its std exceeds 5 points
@@ -307,9 +317,15 @@ class Runs:
             self._cache[key] = s
         return self._cache[key]
 
+    def seeds_of(self, exp: str, bench: str, name: str) -> list:
+        "The seeds a stage ran: its summary's `seeds` (a variant may set its own), else the params' seeds."
+        f = self.root / exp / bench / f"{name}.json"
+        ran = load_json(f).get("seeds") if f.exists() else None
+        return [int(x) for x in ran] if ran else self.seeds
+
     def seed_dirs(self, exp: str, bench: str, name: str) -> list:
         "The run folders of the seeds that exist."
-        return [d for s in self.seeds if (d := self.root / exp / bench / name / f"seed{s}").exists()]
+        return [d for s in self.seeds_of(exp, bench, name) if (d := self.root / exp / bench / name / f"seed{s}").exists()]
 
 def read_csv_rows(path) -> list:
     "Rows of a CSV written by `core.save_csv`, numbers as floats (empty cells dropped)."
@@ -543,6 +559,13 @@ def cmg_report(runs: Runs, pipe: dict, out: Path, prepared="data/prepared", tsne
             lt = f"CMG — {bench}: localisation and code-histogram retrieval on the test split (%)"
             write_table(out / "tables" / f"cmg_{bench}_locret", lmd, ljs, title=lt)
             sections.append(f"**{lt}**\n\n{lmd}")
+        mmd, mjs = annotated_table(rows, expand(CMG_MECH_COLUMNS, mods), sheet, row_header="variant", drop_empty=True)
+        if any(v for r, v in mjs.items() if not r.startswith("_") and v and any(x is not None for x in v.values())):
+            tables[f"cmg_{bench}_mechanism"] = mjs
+            mt = (f"CMG — {bench}: each component's mechanism on the test split (nuisance R² from codes / specific branch / "
+                  f"raw input; code agreement at aligned segments (%), against a same-class partner; nearest-segment accuracy; unused codes)")
+            write_table(out / "tables" / f"cmg_{bench}_mechanism", mmd, mjs, title=mt)
+            sections.append(f"**{mt}**\n\n{mmd}")
         if i == 0:
             for v in variants:
                 if (s_ := runs.summary("cmg", bench, v)) is None: continue
@@ -632,7 +655,8 @@ def write_report(P: dict, runs_root="runs", out_dir="results", prepared="data/pr
     atomic_write_text(out / "drift.md", drift_md(moved))
     atomic_write_text(out / "findings.md", findings_md(mla_recs + cmg_recs))
     figs = sorted(p.name for p in (out / "figures").glob("*.png"))
-    body = "\n\n".join(mla_md + cmg_md)
+    from mla_cmg.sweeps import sweep_report
+    body = "\n\n".join(mla_md + cmg_md + sweep_report(P, runs_root, out_dir))
     body += f"\n\nAgainst the tables committed before this run, {len(moved)} cell(s) moved by more than a seed std (`results/drift.md`).\n"
     body += "\nFigures (`results/figures/`): " + ", ".join(f"`{f}`" for f in figs) + "\n"
     body += "".join(f"\n![{f}](results/figures/{f})\n" for f in figs if f in SUMMARY_FIGURES)

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from .core import load_json
-from .stats import welch
+from .stats import fmt_p, welch
 
 # %% auto #0
 __all__ = ['SWEEP_PREFIX', 'SCORES', 'entry_diff', 'sweep_base', 'run_config', 'cmg_score', 'mla_score', 'sweep_points',
@@ -89,7 +89,7 @@ def sweep_table(variants: dict, pts: dict) -> dict:
         g["pick"], g["test"] = best["point"], None
         if g["protocol"] and g["protocol"] != best["point"]:
             prot = next(r for r in g["rows"] if r["point"] == g["protocol"])
-            if best["n"] > 1 and prot["n"] > 1: g["test"] = welch(best["values"], prot["values"])
+            if best["n"] > 1 and prot["n"] > 1: g["test"] = welch(best["values"], prot["values"]).as_dict()
     return groups
 
 def knob_value(row: dict, knob: str, protocol_config: dict):
@@ -114,9 +114,9 @@ def sweep_markdown(groups: dict, title: str, scale: float = 100.0) -> str:
         elif g["test"] is None: verdict = f"pick `{g['pick']}` (too few seeds to test it against the protocol)"
         else:
             t = g["test"]
+            tt = "∞" if t["t"] is None else f"{t['t']:.2f}"
             verdict = (f"pick `{g['pick']}` is {scale * t['diff']:+.1f} points above the protocol `{g['protocol']}` "
-                       f"(95 % CI {scale * t['ci'][0]:+.1f} to {scale * t['ci'][1]:+.1f}, Welch t = {t['t']:.2f}, df = {t['df']:.1f}, "
-                       f"p = {t['p']:.3f})")
+                       f"(95 % CI [{scale * t['lo']:+.1f}, {scale * t['hi']:+.1f}], Welch t({t['df']:.1f}) = {tt}, p {fmt_p(t['p'])})")
         lines += ["", verdict, ""]
     return "\n".join(lines)
 
@@ -178,5 +178,5 @@ def sweep_report(P: dict, runs_root="runs", out_dir="results") -> list:
             fig = sweep_figure(groups, ylabel=("val zero-shot accuracy (%)" if wing == "cmg" else "val multimodal accuracy (%)"),
                                title=title)
             save_fig(fig, Path(out_dir, "figures", f"sweep_{wing}_{bench}.png"))
-            blocks.append(md + f"\n\n![sweep_{wing}_{bench}.png](figures/sweep_{wing}_{bench}.png)\n")
+            blocks.append(md + f"\nThe sensitivity figure: `results/figures/sweep_{wing}_{bench}.png`.\n")
     return blocks
