@@ -16,12 +16,12 @@ from .runner import _flat_numbers
 
 # %% auto #0
 __all__ = ['MLA_COLUMNS', 'CMG_COLUMNS', 'CMG_LOCRET_COLUMNS', 'CMG_MECH_COLUMNS', 'SPLIT_STD', 'CMG_LABELS', 'ALPHA', 'POWER',
-           'CMG_CLAIMS', 'MLA_LABELS', 'MLA_FUSION', 'MLA_ABLATION', 'MLA_FUSED', 'MLA_CLAIMS', 'MLA_MISSING_CLAIMS',
-           'SUMMARY_FIGURES', 'Col', 'expand', 'collect', 'cell', 'mark_collapsed', 'results_table', 'write_table',
-           'datasheet', 'test_counts', 'reference_rows', 'split_interval', 'cmg_columns', 'retrieval_ks', 'Comparison',
-           'test_block', 'claims_md', 'cmg_claims', 'Runs', 'read_csv_rows', 'weak_modality', 'mla_claims',
-           'fusion_claims', 'annotated_table', 'mla_report', 'cmg_benchmarks', 'cmg_report', 'drift', 'drift_md',
-           'findings_md', 'write_report', 'figure_captions']
+           'CMG_CLAIMS', 'CMG_MECHANISMS', 'MLA_LABELS', 'MLA_FUSION', 'MLA_ABLATION', 'MLA_FUSED', 'MLA_CLAIMS',
+           'MLA_MISSING_CLAIMS', 'SUMMARY_FIGURES', 'Col', 'expand', 'collect', 'cell', 'mark_collapsed',
+           'results_table', 'write_table', 'datasheet', 'test_counts', 'reference_rows', 'split_interval',
+           'cmg_columns', 'retrieval_ks', 'Comparison', 'test_block', 'claims_md', 'cmg_claims', 'Runs',
+           'read_csv_rows', 'weak_modality', 'mla_claims', 'fusion_claims', 'annotated_table', 'mla_report',
+           'cmg_benchmarks', 'cmg_report', 'drift', 'drift_md', 'findings_md', 'write_report', 'figure_captions']
 
 # %% ../nbs/41_report.ipynb #c024
 @dataclass(frozen=True)
@@ -57,9 +57,9 @@ CMG_LOCRET_COLUMNS = [Col("loc prec {a}→{b}", "loc_prec_{a}_to_{b}"), Col("loc
 # each component's mechanism (chapter 35): nuisance left in the codes (CLUB's job; ridge R² from the codewords, the
 # specific branch and the raw input), instance-level alignment of the two modalities' codes (Cross-CPC's job; against
 # a same-class partner), unused codes (the reset's job; codes used by both are in the main table: MM-EMA's job)
-CMG_MECH_COLUMNS = [Col("nuis R² codes {m}", "nuis_r2_{m}", scale=1.0, digits=2),
-                    Col("nuis R² specific {m}", "nuis_r2_spec_{m}", scale=1.0, digits=2),
-                    Col("nuis R² raw {m}", "nuis_r2_raw_{m}", scale=1.0, digits=2),
+CMG_MECH_COLUMNS = [Col("nuisance in codes {m} (R², %)", "nuis_r2_{m}"),
+                    Col("in specific branch {m}", "nuis_r2_spec_{m}"),
+                    Col("in raw input {m}", "nuis_r2_raw_{m}"),
                     Col("code agreement {a}→{b}", "align_{a}_to_{b}"),
                     Col("same-class partner {a}→{b}", "align_shuf_{a}_to_{b}"),
                     Col("nearest segment {a}→{b}", "segacc_{a}_to_{b}", chance="segacc_chance"),
@@ -278,6 +278,14 @@ CMG_CLAIMS = [  # (row compared with full, the paper's claim, where the paper sa
     ("no_cmcm", "L_cmcm helps", "Table 2, w/o L_cmcm"),
 ]
 
+CMG_MECHANISMS = [  # (row compared with full, what the component is for, where, the metric, +1: full higher)
+    ("no_club", "CLUB removes the modality-specific nuisance from the codes", "§3.2 (DCID)",
+     Col("nuisance in codes {m} (R², %)", "nuis_r2_{m}"), -1),
+    ("no_cpc", "Cross-CPC aligns the two modalities' codes in time", "§3.2 (DCID)", Col("code agreement {a}→{b}", "align_{a}_to_{b}"), 1),
+    ("no_mmema", "MM-EMA makes the modalities use the same codes", "§3.3", Col("used by both", "test_used_all"), 1),
+    ("no_reset", "the reset leaves fewer codes unused", "§3.3", Col("unused codes", "test_used_none"), -1),
+]
+
 def cmg_claims(rows: dict, mods: list, bench: str = "") -> tuple[str, list]:
     "(markdown, records): full against each `CMG_CLAIMS` row present in `rows = {variant: summary}`, every transfer direction, one Holm block (Welch)."
     comps = []
@@ -287,6 +295,15 @@ def cmg_claims(rows: dict, mods: list, bench: str = "") -> tuple[str, list]:
             comps.append(Comparison(claim, where, bench or "CMG", c.label, CMG_LABELS["full"], CMG_LABELS.get(v, v),
                                     _metric(rows["full"], c.key), _metric(rows[v], c.key)))
     recs = test_block(comps, f"CMG claims, {bench}" if bench else "CMG claims")
+    mech = []       # each component's mechanism, where the benchmark measures it (chapter 35): its own Holm block
+    for v, claim, where, col, sign in CMG_MECHANISMS:
+        if rows.get("full") is None or v not in rows: continue
+        for c in expand([col], mods):
+            ca, cb = _metric(rows["full"], c.key), _metric(rows[v], c.key)
+            if ca is None or cb is None: continue
+            mech.append(Comparison(claim, where, bench or "CMG", c.label, CMG_LABELS["full"], CMG_LABELS.get(v, v), ca, cb,
+                                   direction=sign))
+    if mech: recs += test_block(mech, f"CMG mechanisms, {bench}" if bench else "CMG mechanisms")
     return claims_md(recs), recs
 
 # %% ../nbs/41_report.ipynb #c012
@@ -562,8 +579,9 @@ def cmg_report(runs: Runs, pipe: dict, out: Path, prepared="data/prepared", tsne
         mmd, mjs = annotated_table(rows, expand(CMG_MECH_COLUMNS, mods), sheet, row_header="variant", drop_empty=True)
         if any(v for r, v in mjs.items() if not r.startswith("_") and v and any(x is not None for x in v.values())):
             tables[f"cmg_{bench}_mechanism"] = mjs
-            mt = (f"CMG — {bench}: each component's mechanism on the test split (nuisance R² from codes / specific branch / "
-                  f"raw input; code agreement at aligned segments (%), against a same-class partner; nearest-segment accuracy; unused codes)")
+            mt = (f"CMG — {bench}: each component's mechanism on the test split, % (nuisance variance explained (ridge R²) from "
+                  f"the codes, the specific branch and the raw input; code agreement at aligned segments and against a same-class "
+                  f"partner; nearest-segment accuracy; unused codes)")
             write_table(out / "tables" / f"cmg_{bench}_mechanism", mmd, mjs, title=mt)
             sections.append(f"**{mt}**\n\n{mmd}")
         if i == 0:

@@ -80,11 +80,13 @@ def sweep_table(variants: dict, pts: dict) -> dict:
         sc = np.asarray(pts[p]["scores"], float)
         row = {"point": p, "knobs": knobs, "seeds": pts[p]["seeds"], "values": [float(x) for x in sc],
                "mean": float(sc.mean()), "std": float(sc.std(ddof=1)) if len(sc) > 1 else 0.0, "n": int(len(sc)),
-               "config": {k: pts[p]["config"].get(k) for k in knobs} if pts[p]["config"] else {}}
+               "config": pts[p]["config"] or {}}
         g = groups.setdefault(base, {"protocol": None, "rows": []})
         g["rows"].append(row)
         if not knobs: g["protocol"] = p
     for base, g in groups.items():
+        knobs = list(dict.fromkeys(k for r in g["rows"] for k in r["knobs"]))
+        for r in g["rows"]: r["config"] = {k: r["config"].get(k) for k in knobs}   # each row's value of every knob swept here
         best = max(g["rows"], key=lambda r: r["mean"])
         g["pick"], g["test"] = best["point"], None
         if g["protocol"] and g["protocol"] != best["point"]:
@@ -132,9 +134,6 @@ def sweep_figure(groups: dict, ylabel: str = "validation score (%)", title: str 
     prot = next((r for r in g["rows"] if r["point"] == g["protocol"]), None)
     pcfg = (prot or {}).get("config") or {}
     knobs = list(dict.fromkeys(k for r in g["rows"] for k in r["knobs"]))
-    if prot is not None:      # the protocol's own value of each knob, as the run recorded it
-        pcfg = {k: next((r["config"].get(k) for r in g["rows"] if r["point"] == g["protocol"] and k in r["config"]), None)
-                for k in knobs}
     fig, axes = plt.subplots(1, max(1, len(knobs)), figsize=(3.2 * max(1, len(knobs)), 3.0), squeeze=False, sharey=True)
     for ax, k in zip(axes[0], knobs):
         pts = [r for r in g["rows"] if set(r["knobs"]) <= {k}]
