@@ -116,18 +116,19 @@ def results_md(params: dict) -> str:
         text = re.sub(r"^###\s+", "### ", text)
         if not text.startswith("###"): text = f"### {t.stem}\n\n" + text
         out += [text, "", f"*Source: `results/tables/{t.name}` (and `{t.stem}.json`).*", ""]
-    ev = ROOT / "results" / "evidence"
-    if (ev / "figures").is_dir() or (ev / "tables").is_dir():
-        out += ["## Evidence (`make evidence`)", "",
-                "The same DAG on the wider grids of `profiles.evidence` in `params.yaml`, copied to `results/evidence/`; "
+    for name, profile in (("evidence", "evidence"), ("evidence_cmg", "evidence_cmg")):
+        ev = ROOT / "results" / name
+        if not ((ev / "figures").is_dir() or (ev / "tables").is_dir()): continue
+        out += [f"## Evidence: `profiles.{profile}` (`make evidence`)", "",
+                f"The same DAG on the wider grids of `profiles.{profile}` in `params.yaml`, copied to `results/{name}/`; "
                 "the method chapters (MLA evidence, CMG model) read these.", ""]
         for t in sorted((ev / "tables").glob("*.md"), key=order):
             text = t.read_text(encoding="utf-8").strip()
             if not text.startswith("###"): text = f"### {t.stem}\n\n" + text
-            out += [text.replace("### ", "### Evidence: ", 1), ""]
+            out += [text.replace("### ", f"### {name}: ", 1), ""]
         for f in sorted((ev / "figures").glob("*.png"), key=order):
-            out += [f"```{{figure}} results/evidence/figures/{f.name}", f":alt: evidence {f.stem}", "",
-                    f"Evidence profile: {caps.get(f.name, f.name)}", "```", ""]
+            out += [f"```{{figure}} results/{name}/figures/{f.name}", f":alt: {name} {f.stem}", "",
+                    f"Profile {profile}: {caps.get(f.name, f.name)}", "```", ""]
     return "\n".join(out) + "\n"
 
 

@@ -5,7 +5,7 @@ the markdown files directly under `results/` (`summary.md`, `findings.md`, `drif
 fenced code blocks, inline code spans, table lines (lines starting with `|`), image lines, HTML comments, link
 targets, and every *label* of the results JSONs (their dict keys and string values, e.g. the row name
 "fixed 0.55 / 0.45 (released default)" or "10% missing": names, not numbers). The *report's numbers* are every
-numeric leaf of `results/tables/*.json` and `results/evidence/tables/*.json`: the table cells (mean, std, per-seed
+numeric leaf of `results/tables/*.json` and `results/evidence*/tables/*.json`: the table cells (mean, std, per-seed
 values), the reference rows (chance, raw-feature probes), the test split's interval and the test records under
 `_tests` (difference, CI bounds, t, df, p, Holm p, detectable difference, α, the p floor 0.001).
 
@@ -98,7 +98,7 @@ def committed_sources() -> dict:
 
 
 def test_committed_prose_numbers_are_the_reports():
-    files = sorted((ROOT / "results" / "tables").glob("*.json")) + sorted((ROOT / "results" / "evidence" / "tables").glob("*.json"))
+    files = sorted((ROOT / "results" / "tables").glob("*.json")) + sorted((ROOT / "results").glob("evidence*/tables/*.json"))
     assert files, "no results table JSON: run `make repro`"
     cells, leaves, labels = report_numbers(files)
     src = committed_sources()
