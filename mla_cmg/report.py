@@ -675,6 +675,11 @@ def write_report(P: dict, runs_root="runs", out_dir="results", prepared="data/pr
     figs = sorted(p.name for p in (out / "figures").glob("*.png"))
     from mla_cmg.sweeps import sweep_report
     body = "\n\n".join(mla_md + cmg_md + sweep_report(P, runs_root, out_dir))
+    # tables of benchmarks or sweeps the pipeline no longer runs are stale: drop them (drift has compared them already)
+    made = set(mla_js) | set(cmg_js) | {f"sweep_{w}_{b}" for w in ("mla", "cmg")
+                                        for b in ((P.get("pipeline") or {}).get(f"{w}_sweep") or {}).get("benchmarks") or []}
+    for f in sorted((out / "tables").glob("*")):
+        if f.suffix in (".json", ".md") and f.stem not in made: f.unlink()
     body += f"\n\nAgainst the tables committed before this run, {len(moved)} cell(s) moved by more than a seed std (`results/drift.md`).\n"
     body += "\nFigures (`results/figures/`): " + ", ".join(f"`{f}`" for f in figs) + "\n"
     body += "".join(f"\n![{f}](results/figures/{f})\n" for f in figs if f in SUMMARY_FIGURES)
