@@ -18,11 +18,10 @@ from ..metrics import macro_f1
 from .vq import codebook_health
 
 # %% auto #0
-__all__ = ['EVAL_SPLITS', 'RIDGE_ALPHA', 'paired_only', 'prepare_data', 'extract_codes', 'take_rows', 'take_codes',
-           'dataset_latents', 'SeqClassifier', 'SegmentClassifier', 'seg_scores', 'HeadMethod', 'CodeDataset',
-           'DownstreamConfig', 'transfer_scores', 'code_histograms', 'retrieval_scores', 'ridge_r2', 'segment_r2',
-           'within_class_derangement', 'aligned_segments', 'alignment_scores', 'check_latents', 'mechanism_scores',
-           'downstream_eval']
+__all__ = ['EVAL_SPLITS', 'RIDGE_ALPHA', 'paired_only', 'prepare_data', 'extract_codes', 'take_codes', 'SeqClassifier',
+           'SegmentClassifier', 'seg_scores', 'HeadMethod', 'CodeDataset', 'DownstreamConfig', 'transfer_scores',
+           'code_histograms', 'retrieval_scores', 'ridge_r2', 'segment_r2', 'within_class_derangement',
+           'aligned_segments', 'alignment_scores', 'check_latents', 'mechanism_scores', 'downstream_eval']
 
 # %% ../../nbs/35_cmg_downstream.ipynb #c005
 def paired_only(data):
@@ -65,21 +64,10 @@ def extract_codes(model, data, batch_size: int = 512) -> dict:
     cat = lambda d: {m: torch.cat(v) for m, v in d.items()}
     return {"e": cat(e), "idx": cat(idx), "s": cat(s)}
 
-def take_rows(data, rows):
-    "`data.take(rows)` that keeps the rows' `latents` too (while `MMData.take` does not know them)."
-    rows = np.asarray(rows)
-    out, lat = data.take(rows), dataset_latents(data)
-    if lat and not dataset_latents(out): out.latents = {k: np.asarray(v)[rows] for k, v in lat.items()}
-    return out
-
 def take_codes(codes: dict, rows) -> dict:
     "The rows `rows` of every array of `extract_codes`' result."
     rows = torch.as_tensor(np.asarray(rows), dtype=torch.long)
     return {k: {m: v[rows] for m, v in d.items()} for k, d in codes.items()}
-
-def dataset_latents(data) -> dict:
-    "The dataset's generating latents {name: array, first axis N} (`MMData.latents`; empty when it carries none)."
-    return getattr(data, "latents", None) or {}
 
 # %% ../../nbs/35_cmg_downstream.ipynb #c009
 class SeqClassifier(nn.Module):
@@ -333,7 +321,7 @@ def check_latents(lat: dict, n: int, T: dict) -> None:
 def mechanism_scores(codes: dict, data, split: str = "test", seed: int = 0, alpha: float = RIDGE_ALPHA) -> dict[str, float]:
     """What each component did, from the dataset's latents: `nuis_r2_<m>` / `nuis_r2_spec_<m>` / `nuis_r2_raw_<m>`
     (where `nuisance_<m>` exists), `align[_shuf]_<a>_to_<b>`, `segacc_<a>_to_<b>` and `segacc_chance`, on `split`."""
-    lat, mods = dataset_latents(data), list(codes["idx"])
+    lat, mods = data.latents, list(codes["idx"])
     check_latents(lat, data.n, {m: int(codes["idx"][m].shape[1]) for m in mods})
     out = {}
     for m in mods:
@@ -366,7 +354,7 @@ def downstream_eval(model, data, cfg: DownstreamConfig | None = None, seed: int 
     sp = cfg.eval_split
     if sp != "test" and (data.split == "test").any():                       # drop the test rows before anything reads them
         keep = np.flatnonzero(data.split != "test")
-        data, codes = take_rows(data, keep), None if codes is None else take_codes(codes, keep)
+        data, codes = data.take(keep), None if codes is None else take_codes(codes, keep)
     codes = codes or extract_codes(model, data)
     mods = model.mods
     n_ev = int((data.split == sp).sum())

@@ -14,7 +14,7 @@ from ..core import ConfigError, claim_run_dir, save_csv, save_json, save_npz, se
 from ..dist import barrier, is_main, solo
 from ..data.format import MMDataset, collate
 from ..engine import TrainConfig, fit, make_loader, to_device
-from .downstream import DownstreamConfig, downstream_eval, extract_codes, take_rows
+from .downstream import DownstreamConfig, downstream_eval, extract_codes
 from .model import CMGConfig, UniCode, save_pretrained
 
 # %% auto #0
@@ -37,7 +37,7 @@ def run_experiment(data, model: CMGConfig, train: TrainConfig, downstream: Downs
     downstream = downstream or DownstreamConfig()
     sp = downstream.eval_split
     if sp != "test":      # protocol sweeps: the test rows leave before anything (the hash included) reads them
-        data = take_rows(data, np.flatnonzero(data.split != "test"))
+        data = data.take(np.flatnonzero(data.split != "test"))
     has_val = bool((data.split == "val").any())
     if sp == "val" and not has_val:
         raise ConfigError(f"eval_split='val' needs validation rows; dataset {data.name!r} has none ({data.counts()})")
