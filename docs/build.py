@@ -11,7 +11,9 @@ stays valid) and runs Sphinx (docs/conf.py) on it:
             links that is not generated yet (e.g. results/evidence/ before `make evidence`) becomes a note;
 - results:  every table of results/tables/ and every figure of results/figures/, captioned with what was run
             (mla_cmg.report.figure_captions on params.yaml);
-- api:      the signatures and docstrings of every exported function and class (autodoc, `__all__`).
+- scale_out: docs/scale_out.md (GPUs, torchrun, the experiment queue, measured scaling);
+- api:      the signatures and docstrings of every exported function and class (autodoc, `__all__`), modules in
+            the chapters' order, each linked to its chapter.
 MathJax 3 is copied from the django-static-mathjax wheel into _static/mathjax/: no page loads anything from a CDN.
 The build fails when a page would load a script or stylesheet over http(s).
 """
@@ -85,11 +87,12 @@ def index_md(chs: list[Path]) -> str:
     "The README, then the site's tables of contents (hidden: the sidebar shows them)."
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     readme = re.sub(r"^<!--.*?-->\s*", "", readme, flags=re.S)
+    readme = readme.replace("](results/summary.md)", "](results.md)").replace("](docs/scale_out.md)", "](scale_out.md)")
     tocs = []
     for caption, prefix in GROUPS:
         names = [f"nbs/{p.stem}" for p in chs if p.stem.startswith(prefix)]
         if names: tocs.append("```{toctree}\n:hidden:\n:caption: " + caption + "\n\n" + "\n".join(names) + "\n```\n")
-    tocs.append("```{toctree}\n:hidden:\n:caption: Results and reference\n\nresults\napi\n```\n")
+    tocs.append("```{toctree}\n:hidden:\n:caption: Results and reference\n\nresults\nscale_out\napi\n```\n")
     return readme + "\n\n" + "\n".join(tocs)
 
 
@@ -133,18 +136,20 @@ def results_md(params: dict) -> str:
 
 
 def api_md() -> str:
-    "One section per module: where it is written (its chapter) and autodoc of its exports."
+    "One section per module, in the order of the chapters that write them (core first): the chapter's link, then autodoc."
     out = ["# API reference", "",
            "The signatures and docstrings of what each module of `mla_cmg` exports (`__all__`), generated from the "
-           "package, which `nbdev_export` writes from the chapters. Each section links the chapter that defines it.", ""]
-    for py in sorted((ROOT / "mla_cmg").rglob("*.py")):
+           "package, which `nbdev_export` writes from the chapters. Each section links the chapter that defines it; the "
+           "modules come in the chapters' order, so a module only uses those above it.", ""]
+    mods = []
+    for py in (ROOT / "mla_cmg").rglob("*.py"):
         if py.name.startswith("_"): continue
-        head = py.read_text(encoding="utf-8")[:600]
-        m = re.search(r"File to edit: \.\./nbs/(\S+?)\.ipynb", head)
-        mod = ".".join(py.relative_to(ROOT).with_suffix("").parts)
-        out += [f"## `{mod}`", ""]
-        if m: out += [f"Written in the chapter [{_title(ROOT / 'nbs' / (m.group(1) + '.ipynb'))}](nbs/{m.group(1)}.ipynb).", ""]
-        out += ["```{eval-rst}", f".. automodule:: {mod}", "```", ""]
+        m = re.search(r"File to edit: (?:\.\./)+nbs/(\S+?)\.ipynb", py.read_text(encoding="utf-8")[:4000])
+        if not m: raise SystemExit(f"docs: {py.relative_to(ROOT)} names no chapter (`File to edit:`): export it with nbdev_export")
+        mods.append((m.group(1), ".".join(py.relative_to(ROOT).with_suffix("").parts)))
+    for nb, mod in sorted(mods):
+        out += [f"## `{mod}`", "", f"Written in the chapter [{_title(ROOT / 'nbs' / (nb + '.ipynb'))}](nbs/{nb}.ipynb).", "",
+                "```{eval-rst}", f".. automodule:: {mod}", "```", ""]
     return "\n".join(out) + "\n"
 
 
@@ -161,8 +166,10 @@ def stage(stage_dir: Path) -> dict:
     (stage_dir / "index.md").write_text(index_md(chs), encoding="utf-8")
     (stage_dir / "results.md").write_text(results_md(params), encoding="utf-8")
     (stage_dir / "api.md").write_text(api_md(), encoding="utf-8")
+    (stage_dir / "scale_out.md").write_text((ROOT / "docs" / "scale_out.md").read_text(encoding="utf-8")
+                                            .replace("](../README.md)", "](index.md)"), encoding="utf-8")
     from PIL import Image, ImageDraw      # a favicon of our own: browsers would otherwise ask for /favicon.ico (a 404)
-    (stage_dir / "_static").mkdir(exist_ok=True)
+    shutil.copytree(ROOT / "docs" / "static", stage_dir / "_static")   # the site's own css and js
     ico = Image.new("RGBA", (32, 32), (0, 0, 0, 0)); ImageDraw.Draw(ico).rounded_rectangle((2, 2, 29, 29), 6, fill=(31, 119, 180))
     ico.save(stage_dir / "_static" / "favicon.png")
     mj, dst = mathjax_dir(), stage_dir / "_static" / "mathjax"

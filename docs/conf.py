@@ -16,6 +16,9 @@ extensions = ["myst_nb", "sphinx.ext.autodoc", "sphinx.ext.mathjax"]
 # Notebooks: committed outputs only; a chapter is never run while the site is built.
 nb_execution_mode = "off"
 nb_merge_streams = True
+# Markdown printed by a cell (text/markdown outputs: the evidence tables) is parsed as MyST, which has pipe tables;
+# myst-nb's default, CommonMark, has none and would show a table as one paragraph of pipes.
+nb_render_markdown_format = "myst"
 myst_enable_extensions = ["dollarmath", "amsmath", "colon_fence"]
 myst_heading_anchors = 3
 suppress_warnings = ["myst.header", "mystnb.unknown_mime_type", "myst.xref_missing"]
@@ -37,6 +40,8 @@ html_title = "mla_cmg"
 _STAGE = Path(os.environ.get("MLA_CMG_DOCS_STAGE", ROOT / "_build" / "docs_src"))
 html_static_path = [str(_STAGE / "_static")]
 html_favicon = str(_STAGE / "_static" / "favicon.png")
+html_css_files = ["mla_cmg.css"]     # docs/static/: code that wraps, figures linked to their full-size files
+html_js_files = ["mla_cmg.js"]
 html_last_updated_fmt = None
 html_theme_options = {
     "show_toc_level": 2,

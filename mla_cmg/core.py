@@ -303,8 +303,9 @@ def set_rng_state(st: dict) -> None:
     if "cuda" in st and torch.cuda.is_available(): torch.cuda.set_rng_state_all(st["cuda"])
 
 # %% ../nbs/00_core.ipynb #c031
-def render_readme(nb_path="nbs/index.ipynb", out="README.md", results="results/summary.md", findings="results/findings.md") -> Path:
-    "Export the index notebook to markdown as the repository README, with the pipeline's results and findings inserted."
+def render_readme(nb_path="nbs/index.ipynb", out="README.md", results="results/summary.md", findings="results/findings.md",
+                  verdicts="results/verdicts.md") -> Path:
+    "Export the index notebook to markdown as the repository README, with the pipeline's verdicts, results and findings inserted."
     import nbformat
     from nbconvert import MarkdownExporter
     nb = nbformat.read(str(nb_path), as_version=4)
@@ -312,7 +313,7 @@ def render_readme(nb_path="nbs/index.ipynb", out="README.md", results="results/s
     body, _ = MarkdownExporter().from_notebook_node(nb)
     body = body.replace("](../", "](").replace('src="../', 'src="')
     root = Path(nb_path).resolve().parents[1]
-    for marker, f in (("<!-- results -->", root / results), ("<!-- findings -->", root / findings)):
+    for marker, f in (("<!-- verdicts -->", root / verdicts), ("<!-- results -->", root / results), ("<!-- findings -->", root / findings)):
         body = body.replace(marker, f.read_text().strip() if f.exists() else "*No results yet: run `make repro`.*")
     header = "<!-- Generated from nbs/index.ipynb by `make export`; edit the notebook, not this file. -->\n\n"
     return atomic_write_text(out, header + body.strip() + "\n")

@@ -104,7 +104,7 @@ def main(argv=None):
             for part in ("tables", "figures"):
                 shutil.rmtree(dest / part, ignore_errors=True)
                 shutil.copytree(work / "results" / part, dest / part)
-            for f in ("summary.md", "findings.md", "drift.md"):
+            for f in ("summary.md", "findings.md", "verdicts.md", "drift.md"):
                 if (work / "results" / f).exists(): shutil.copy2(work / "results" / f, dest / f)
         print(f"profile {a.profile} OK: " + ", ".join(f"{k} {v:.1f}s" for k, v in times.items()))
         print(r.stdout[-1500:])

@@ -2,7 +2,9 @@
 
 Every page of the built site is loaded from a local http.server on 127.0.0.1 and must have a title, no console
 errors, every <img> loaded with a non-zero natural size, every internal link (and its #fragment) resolving, and
-its equations typeset by MathJax (no raw `$$`, `\\(` or `\\[` left outside code). Full-page screenshots of the index,
+its equations typeset by MathJax (no raw `$$`, `\\(` or `\\[` left outside code), no markdown table left as
+text (a line of pipes outside code), every figure shown at >= 60 % of its pixel width or linked to its full-size
+file, and (at 1400 px) at most 2 % of the code blocks scrolling sideways. Full-page screenshots of the index,
 an MLA chapter, a CMG chapter and the results page go to tests/artifacts/ (git-ignored).
 
 Skipped, saying why, only where no Chromium/chromedriver or no selenium is installed; `make test` installs Debian's
@@ -21,6 +23,7 @@ ART = ROOT / "tests" / "artifacts"
 SHOTS = {"index": "index.html", "mla_chapter": "nbs/20_mla_hgm.html", "cmg_chapter": "nbs/30_cmg_vq.html",
          "results": "results.html"}
 MATH_PAGES = ["index.html", "nbs/20_mla_hgm.html", "nbs/21_mla_fusion.html", "nbs/30_cmg_vq.html", "nbs/32_cmg_club.html"]
+PIPE_ROW = re.compile(r"^\s*\|.*\|.*\|\s*$|^\s*\|?\s*:?-{3,}:?\s*\|")   # `| a | b |` or `|---|---|` left as text
 RESULT_FIGURES = sorted(p.name for p in (ROOT / "results" / "figures").glob("*.png"))
 
 CHROMIUM = next((p for p in (os.environ.get("CHROMIUM"), shutil.which("chromium"), shutil.which("chromium-browser"),
@@ -37,7 +40,7 @@ if not (CHROMIUM and DRIVER and selenium):
 
 
 def _sources() -> list[Path]:
-    pats = ["nbs/[0-9][0-9]*_*.ipynb", "README.md", "params.yaml", "results/**/*", "docs/*.py", "mla_cmg/**/*.py"]
+    pats = ["nbs/[0-9][0-9]*_*.ipynb", "README.md", "params.yaml", "results/**/*", "docs/*.py", "docs/*.md", "docs/static/*", "mla_cmg/**/*.py"]
     return [p for pat in pats for p in ROOT.glob(pat) if p.is_file()]
 
 
@@ -69,7 +72,7 @@ def driver():
     from selenium.webdriver.chrome.service import Service
     opts = webdriver.ChromeOptions()
     opts.binary_location = CHROMIUM
-    for a in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1280,900",
+    for a in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1400,900",
               "--no-first-run", "--disable-extensions", "--disable-background-networking", "--hide-scrollbars"):
         opts.add_argument(a)
     opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
@@ -89,7 +92,12 @@ const done = arguments[arguments.length - 1];
   body.querySelectorAll('pre, code, script, style, mjx-container, .highlight, textarea').forEach(e => e.remove());
   done({
     title: document.title,
-    images: Array.from(document.images).map(i => ({src: i.currentSrc || i.src, w: i.naturalWidth, h: i.naturalHeight, ok: i.complete})),
+    images: Array.from(document.images).map(i => ({src: i.currentSrc || i.src, w: i.naturalWidth, h: i.naturalHeight,
+                                                   ok: i.complete, shown: i.clientWidth,
+                                                   linked: !!(i.closest('a') && i.closest('a').href === (i.currentSrc || i.src))})),
+    code_blocks: document.querySelectorAll('div.highlight pre').length,
+    code_scrolls: Array.from(document.querySelectorAll('div.highlight pre, div.cell_output pre'))
+                       .filter(p => p.scrollWidth > p.clientWidth + 2).map(p => p.innerText.split(String.fromCharCode(10))[0].slice(0, 80)),
     links: Array.from(document.querySelectorAll('a[href]')).map(a => a.href),
     math_nodes: document.querySelectorAll('.math, .math-display').length,
     mjx: document.querySelectorAll('mjx-container').length,
@@ -130,7 +138,7 @@ def test_every_page_in_chromium(site, server, driver):
     chapters = [f"nbs/{nb.stem}.html" for nb in (ROOT / "nbs").glob("*.ipynb") if nb.stem != "index"]
     assert chapters and not [c for c in chapters if c not in pages], [c for c in chapters if c not in pages]
     ART.mkdir(parents=True, exist_ok=True)
-    problems, seen_imgs, report = [], {}, {}
+    problems, seen_imgs, report, scrolling, code_total, code_scroll = [], {}, {}, {}, 0, 0
     for page in pages:
         driver.get_log("browser")                   # drop what earlier pages left; keep this load's entries
         driver.get(server + page)
@@ -141,16 +149,25 @@ def test_every_page_in_chromium(site, server, driver):
         for im in st["images"]:
             if not (im["ok"] and im["w"] > 0 and im["h"] > 0): problems.append(f"{page}: image not loaded: {im['src']}")
             seen_imgs.setdefault(page, []).append(im["src"].rsplit("/", 1)[-1])
+            if im["ok"] and "/_static/" not in im["src"] and im["shown"] < 0.6 * im["w"] and not im["linked"]:
+                problems.append(f"{page}: figure {im['src'].rsplit('/', 1)[-1]} shown at {im['shown']} of {im['w']} px "
+                                "and not linked to its full-size file")
         problems += [f"{page}: broken link {why}" for h in sorted(set(st["links"])) if (why := _resolve(site, server, h))]
         if st["math_nodes"] and st["mjx"] == 0: problems.append(f"{page}: {st['math_nodes']} math element(s), none typeset by MathJax")
         if st["mjx_errors"]: problems.append(f"{page}: {st['mjx_errors']} MathJax error(s)")
+        rows = [l for l in st["text"].splitlines() if PIPE_ROW.match(l)]
+        if rows: problems.append(f"{page}: {len(rows)} line(s) of a markdown table shown as text, e.g. {rows[0][:120]!r}")
         for raw in ("$$", "\\(", "\\["):
             if raw in st["text"]:
                 i = st["text"].index(raw)
                 problems.append(f"{page}: raw {raw!r} left in the text: …{st['text'][max(0, i - 60):i + 60]!r}…")
+        code_total += st["code_blocks"]; code_scroll += len(st["code_scrolls"])
+        if st["code_scrolls"]: scrolling[page] = st["code_scrolls"]
         report[page] = dict(title=st["title"], images=len(st["images"]), links=len(set(st["links"])), mjx=st["mjx"])
     (ART / "pages.json").write_text(json.dumps(report, indent=1))
     assert not problems, f"{len(problems)} problem(s):\n" + "\n".join(problems[:60])
+    # code that fits the page at 1400 px: at most 2 % of the code blocks (and outputs) scroll sideways
+    assert code_total > 100 and code_scroll <= 0.02 * code_total, (code_scroll, code_total, scrolling)
     for page in MATH_PAGES: assert report[page]["mjx"] > 0, f"{page}: no rendered equation"
     # the results page shows every figure of the pipeline, the index the README's figures
     assert sorted(set(seen_imgs.get("results.html", [])) & set(RESULT_FIGURES)) == RESULT_FIGURES
@@ -164,15 +181,15 @@ def test_screenshots(site, server, driver):
     from PIL import Image, ImageStat
     ART.mkdir(parents=True, exist_ok=True)
     for name, page in SHOTS.items():
-        driver.set_window_size(1280, 900)
+        driver.set_window_size(1400, 900)
         driver.get(server + page)
         driver.execute_async_script(_PAGE_STATE)
         h = min(int(driver.execute_script("return document.documentElement.scrollHeight")), 16000)
-        driver.set_window_size(1280, h)
+        driver.set_window_size(1400, h)
         time.sleep(0.5)
         out = ART / f"{name}.png"
         assert driver.save_screenshot(str(out)), out
         with Image.open(out) as im:
             assert im.height >= min(h, 2000) * 0.9, (out, im.size)
             assert max(ImageStat.Stat(im.convert("L")).stddev) > 10, f"{out} looks blank"
-    driver.set_window_size(1280, 900)
+    driver.set_window_size(1400, 900)

@@ -4,7 +4,7 @@ Checks that `dvc repro` runs every stage, that a second `dvc repro` does nothing
 stage reproduces its dvc.lock entry, that `dvc push` / `dvc pull` restore every cached output through the default
 local remote, and that the report wrote its tables, figures and README section.
 
-Then, in the same copy, the parameter sweep of the README ("Many independent runs on one machine"): two experiments
+Then, in the same copy, the parameter sweep of docs/scale_out.md ("Many independent runs on one machine"): two experiments
 queued with `dvc exp run --queue -S 'seeds=[s]' -S mla.common.lr=... -S +mla.common.device=cpu mla@avdigits-joint`, run by
 `dvc queue start -j 2`, each in its own temporary workspace, while the workspace's dvc.lock stays as it was.
 """
@@ -72,7 +72,7 @@ def dir_manifest(work, out: dict) -> list:
 
 
 def test_queue_sweep(smoke_copy):
-    "Two queued experiments of one training stage, run by two queue workers side by side (the README's sweep)."
+    "Two queued experiments of one training stage, run by two queue workers side by side (docs/scale_out.md's sweep)."
     work, stage, lr = smoke_copy, "mla@avdigits-joint", 0.003
     metrics_file = "runs/mla/avdigits/joint.json"
     before = {f: (work / f).read_bytes() for f in ("dvc.lock", "params.yaml", metrics_file)}
@@ -82,7 +82,7 @@ def test_queue_sweep(smoke_copy):
     t0 = time.time()
     for name, s in seeds.items():
         dvc(work, "exp", "run", "--queue", "-n", name, "-S", f"seeds=[{s}]", "-S", f"mla.common.lr={lr}",
-            "-S", "+mla.common.device=cpu", stage)     # `+`: a key params.yaml lacks (how the README assigns a GPU)
+            "-S", "+mla.common.device=cpu", stage)     # `+`: a key params.yaml lacks (how docs/scale_out.md assigns a GPU)
     try:
         dvc(work, "queue", "start", "-j", "2")
         states = wait_for_queue(work, seeds)

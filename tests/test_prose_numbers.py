@@ -1,6 +1,7 @@
 """Every number in the results prose is one of the report's numbers.
 
-The rule. The *prose* is the README's results section (from its `## Results` heading to the next `## ` heading) and
+The rule. The *prose* is the README's results and evidence sections (from its `## Results` and `## What the evidence
+says` headings to the next `## ` heading) and
 the markdown files directly under `results/` (`summary.md`, `findings.md`, `drift.md`), with these parts removed:
 fenced code blocks, inline code spans, table lines (lines starting with `|`), image lines, HTML comments, link
 targets, and every *label* of the results JSONs (their dict keys and string values, e.g. the row name
@@ -86,13 +87,15 @@ def unmatched(text: str, cells, leaves) -> list[str]:
     return bad
 
 
-def results_section(readme: str) -> str:
-    m = re.search(r"^## Results\s*$(.*?)(?=^## )", readme, flags=re.M | re.S)
+def results_section(readme: str, heading: str = "Results") -> str:
+    m = re.search(rf"^## {heading}\s*$(.*?)(?=^## )", readme, flags=re.M | re.S)
     return m.group(1) if m else ""
 
 
 def committed_sources() -> dict:
-    out = {"README.md (results section)": results_section((ROOT / "README.md").read_text(encoding="utf-8"))}
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    out = {"README.md (results section)": results_section(readme),
+           "README.md (evidence section)": results_section(readme, "What the evidence says")}
     out.update({f"results/{f.name}": f.read_text(encoding="utf-8") for f in sorted((ROOT / "results").glob("*.md"))})
     return out
 
@@ -102,6 +105,7 @@ def test_committed_prose_numbers_are_the_reports():
     assert files, "no results table JSON: run `make repro`"
     cells, leaves, labels = report_numbers(files)
     src = committed_sources()
+    assert src["README.md (evidence section)"].strip(), "README.md has no '## What the evidence says' section"
     assert src["README.md (results section)"].strip(), "README.md has no '## Results' section"
     bad = {name: b for name, text in src.items() if (b := unmatched(prose(text, labels), cells, leaves))}
     assert not bad, ("numbers in the results prose that no results table JSON holds (stale or hand-typed; rerun the report "
