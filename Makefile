@@ -73,6 +73,7 @@ test: check-export check-outputs test-nbs test-py
 
 repro: setup
 	$(BIN)/dvc repro
+	$(BIN)/python scripts/prune_lock.py
 	$(BIN)/python -c "from mla_cmg.core import render_readme; render_readme()"
 
 # The whole DAG on the smoke profile (params.yaml: profiles.smoke) in a temporary copy, with the reproducibility checks.

@@ -21,8 +21,8 @@ __all__ = ['MLA_COLUMNS', 'CMG_COLUMNS', 'CMG_LOCRET_COLUMNS', 'CMG_MECH_COLUMNS
            'results_table', 'write_table', 'datasheet', 'test_counts', 'reference_rows', 'split_interval',
            'cmg_columns', 'retrieval_ks', 'Comparison', 'test_block', 'claims_md', 'cmg_claims', 'Runs',
            'read_csv_rows', 'weak_modality', 'mla_claims', 'fusion_claims', 'annotated_table', 'mla_report',
-           'cmg_benchmarks', 'cmg_report', 'drift', 'drift_md', 'findings_md', 'verdicts_md', 'write_report',
-           'figure_captions']
+           'cmg_benchmarks', 'cmg_report', 'drift', 'drift_md', 'findings_md', 'verdicts_md', 'pipeline_runs',
+           'headline', 'write_metrics', 'write_report', 'figure_captions']
 
 # %% ../nbs/41_report.ipynb #c024
 @dataclass(frozen=True)
@@ -681,6 +681,41 @@ def verdicts_md(records: list) -> str:
     return "\n".join(out)
 
 
+# %% ../nbs/41_report.ipynb #c041
+import shutil
+
+def pipeline_runs(pipe: dict) -> list:
+    "`(experiment, benchmark, run name)` of every stage the pipeline lists (`pipe`: params.yaml's `pipeline`), in its order."
+    g = lambda k: pipe.get(k) or {}
+    out = [("mla", b, v) for k in ("mla", "mla_sweep") for b in g(k).get("benchmarks") or [] for v in g(k).get("variants") or []]
+    m = g("mla_missing")
+    out += [("mla", m["benchmark"], f"{v}_mr{r}") for r in m.get("rates") or [] for v in m.get("variants") or []] if m.get("benchmark") else []
+    out += [("cmg", b, v) for k in ("cmg", "cmg_more", "cmg_sweep") for b in g(k).get("benchmarks") or [] for v in g(k).get("variants") or []]
+    return out
+
+def headline(summary: dict, exp: str) -> dict:
+    "The headline numbers of one stage summary of experiment `exp` ('mla' or 'cmg'): mean over seeds in % (one decimal) of its accuracies, and its seed count."
+    m = summary["metrics"]
+    if exp == "mla":
+        keys = [("acc_multimodal", "multimodal")] + [(k, k[4:]) for k in m if k.startswith("acc_") and k != "acc_multimodal"
+                                                     and not k.startswith("acc_fuse")]
+    else:
+        keys = [(k, k[9:]) for k in m if k.startswith("xmod_acc_")] + [(k, "in_" + k[10:]) for k in m if k.startswith("inmod_acc_")]
+    out = {name: round(100 * m[k]["mean"], 1) for k, name in keys if isinstance(m.get(k), dict) and "mean" in m[k]}
+    return {**out, "seeds": len(summary.get("seeds") or [])}
+
+def write_metrics(P: dict, runs: "Runs", out_dir) -> list:
+    "`results/metrics/<experiment>/<benchmark>/<run>.json` (the folder rewritten) for every stage of the pipeline with a summary."
+    root = Path(out_dir) / "metrics"
+    shutil.rmtree(root, ignore_errors=True)
+    done = []
+    for exp, b, name in pipeline_runs(P.get("pipeline") or {}):
+        s = runs.summary(exp, b, name)
+        if s is None: continue
+        save_json(root / exp / b / f"{name}.json", headline(s, exp)); done.append(root / exp / b / f"{name}.json")
+    return done
+
+
 # %% ../nbs/41_report.ipynb #c020
 SUMMARY_FIGURES = ("mla_tsne.png", "mla_curves_avdigits.png", "mla_gap.png", "mla_missing_rate.png", "cmg_codes.png",
                    "cmg_tsne.png", "cmg_club_race.png")
@@ -697,6 +732,7 @@ def write_report(P: dict, runs_root="runs", out_dir="results", prepared="data/pr
     atomic_write_text(out / "drift.md", drift_md(moved))
     atomic_write_text(out / "findings.md", findings_md(mla_recs + cmg_recs))
     atomic_write_text(out / "verdicts.md", verdicts_md(mla_recs + cmg_recs))
+    write_metrics(P, runs, out)
     figs = sorted(p.name for p in (out / "figures").glob("*.png"))
     from mla_cmg.sweeps import sweep_report
     body = "\n\n".join(mla_md + cmg_md + sweep_report(P, runs_root, out_dir))

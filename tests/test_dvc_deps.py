@@ -90,3 +90,32 @@ def test_the_check_finds_a_missing_dependency():
     "The closure sees imports made inside functions and through relative imports (the engine's `from . import dist`)."
     used = _closure({f"{PKG}.runner", f"{PKG}.engine"})
     assert Path(PKG, "dist.py") in used and Path(PKG, "core.py") in used
+
+
+def test_lock_names_only_stages_of_dvc_yaml():
+    "dvc.lock has no entry for a stage dvc.yaml no longer defines (`make repro` prunes them: scripts/prune_lock.py)."
+    import subprocess, sys
+    r = subprocess.run([sys.executable, str(ROOT / "scripts" / "prune_lock.py"), "--check"], cwd=ROOT, capture_output=True, text=True)
+    assert r.returncode == 0, f"dvc.lock names stages dvc.yaml lacks (run `python scripts/prune_lock.py`):\n{r.stdout}{r.stderr}"
+
+
+def test_metrics_show_is_a_readable_table():
+    "`dvc metrics show` on the committed files: no load failure, one row per pipeline stage, lines a terminal can show."
+    import subprocess, sys
+    dvc = Path(sys.executable).parent / "dvc"
+    r = subprocess.run([str(dvc), "metrics", "show"], cwd=ROOT, capture_output=True, text=True)
+    out = r.stdout + r.stderr
+    assert r.returncode == 0 and "failed to load" not in out, out[-2000:]
+    lines = [l for l in r.stdout.splitlines() if l.strip()]
+    n_stages = sum(1 for s in yaml.safe_load((ROOT / "dvc.lock").read_text())["stages"] if "@" in s)
+    assert len(lines) == 1 + n_stages, (len(lines), n_stages)                 # header + one row per training stage
+    assert max(map(len, lines)) <= 200, max(map(len, lines))
+
+
+def test_readme_stage_count_is_dvc_yamls():
+    "The README's 'executes N stages' is the number of stages `dvc stage list` expands from dvc.yaml."
+    import re, subprocess, sys
+    dvc = Path(sys.executable).parent / "dvc"
+    n = len(subprocess.run([str(dvc), "stage", "list", "--name-only"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split())
+    said = re.findall(r"executes (\d+) stages", (ROOT / "README.md").read_text(encoding="utf-8"))
+    assert said == [str(n)], f"README.md says {said} stages, dvc.yaml defines {n}: edit nbs/index.ipynb"
