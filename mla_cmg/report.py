@@ -179,7 +179,8 @@ CMG_LABELS = {"full": "Uni-Code (full)", "full_paper_club": "full, paper's CLUB 
               "full_reset_both": "full, paper's reset rule (both)", "full_xattn": "full, cross-attention MM-EMA",
               "no_club": "w/o CLUB", "no_cpc": "w/o Cross-CPC", "no_mmema": "w/o MM-EMA", "no_reset": "w/o reset",
               "no_cmcm": "w/o L_cmcm", "no_cpc_cmcm": "w/o Cross-CPC and L_cmcm", "vq": "VQ (shared codebook only)",
-              "vq_nospec": "VQ, code-only decoder", "cmcm": "CMCM (L_cmcm, no DCID)"}
+              "vq_nospec": "VQ, code-only decoder", "cmcm": "CMCM (L_cmcm, no DCID)",
+              "full_spec4": "Uni-Code, specific branch D_s = 4", "no_club_spec4": "w/o CLUB, specific branch D_s = 4"}
 
 def cmg_columns(mods: list) -> dict:
     "The main CMG table's columns for modalities `mods`: `{label: (key, scale, digits)}` (from `CMG_COLUMNS`)."
@@ -279,12 +280,15 @@ CMG_CLAIMS = [  # (row compared with full, the paper's claim, where the paper sa
     ("no_cmcm", "L_cmcm helps", "Table 2, w/o L_cmcm"),
 ]
 
-CMG_MECHANISMS = [  # (row compared with full, what the component is for, where, the metric, +1: full higher)
-    ("no_club", "CLUB removes the modality-specific nuisance from the codes", "§3.2 (DCID)",
+CMG_MECHANISMS = [  # (the model with the component, the row without it, what the component is for, where, the metric, +1: first higher)
+    ("full", "no_club", "CLUB removes the modality-specific nuisance from the codes", "§3.2 (DCID)",
      Col("nuisance in codes {m} (R², %)", "nuis_r2_{m}"), -1),
-    ("no_cpc", "Cross-CPC aligns the two modalities' codes in time", "§3.2 (DCID)", Col("code agreement {a}→{b}", "align_{a}_to_{b}"), 1),
-    ("no_mmema", "MM-EMA makes the modalities use the same codes", "§3.3", Col("used by both", "test_used_all"), 1),
-    ("no_reset", "the reset leaves fewer codes unused", "§3.3", Col("unused codes", "test_used_none"), -1),
+    # the same with a specific branch too narrow to hold everything the decoder needs, where nuisance reaches the codes
+    ("full_spec4", "no_club_spec4", "CLUB removes the modality-specific nuisance from the codes (narrow specific branch)",
+     "§3.2 (DCID)", Col("nuisance in codes {m} (R², %)", "nuis_r2_{m}"), -1),
+    ("full", "no_cpc", "Cross-CPC aligns the two modalities' codes in time", "§3.2 (DCID)", Col("code agreement {a}→{b}", "align_{a}_to_{b}"), 1),
+    ("full", "no_mmema", "MM-EMA makes the modalities use the same codes", "§3.3", Col("used by both", "test_used_all"), 1),
+    ("full", "no_reset", "the reset leaves fewer codes unused", "§3.3", Col("unused codes", "test_used_none"), -1),
 ]
 
 def cmg_claims(rows: dict, mods: list, bench: str = "") -> tuple[str, list]:
@@ -297,12 +301,12 @@ def cmg_claims(rows: dict, mods: list, bench: str = "") -> tuple[str, list]:
                                     _metric(rows["full"], c.key), _metric(rows[v], c.key)))
     recs = test_block(comps, f"CMG claims, {bench}" if bench else "CMG claims")
     mech = []       # each component's mechanism, where the benchmark measures it (chapter 35): its own Holm block
-    for v, claim, where, col, sign in CMG_MECHANISMS:
-        if rows.get("full") is None or v not in rows: continue
+    for base, v, claim, where, col, sign in CMG_MECHANISMS:
+        if rows.get(base) is None or v not in rows: continue
         for c in expand([col], mods):
-            ca, cb = _metric(rows["full"], c.key), _metric(rows[v], c.key)
+            ca, cb = _metric(rows[base], c.key), _metric(rows[v], c.key)
             if ca is None or cb is None: continue
-            mech.append(Comparison(claim, where, bench or "CMG", c.label, CMG_LABELS["full"], CMG_LABELS.get(v, v), ca, cb,
+            mech.append(Comparison(claim, where, bench or "CMG", c.label, CMG_LABELS.get(base, base), CMG_LABELS.get(v, v), ca, cb,
                                    direction=sign))
     if mech: recs += test_block(mech, f"CMG mechanisms, {bench}" if bench else "CMG mechanisms")
     return claims_md(recs), recs
