@@ -160,7 +160,7 @@ def stage(stage_dir: Path) -> dict:
     (stage_dir / "nbs").mkdir(parents=True)
     chs = chapters()
     info = {p.name: stage_chapter(p, stage_dir / "nbs" / p.name) for p in chs}
-    for figs in (ROOT / "results" / "figures", ROOT / "results" / "evidence" / "figures"):   # tables are inlined
+    for figs in (ROOT / "results" / "figures", *(ROOT / "results" / e / "figures" for e in ("evidence", "evidence_cmg"))):  # tables are inlined
         if figs.is_dir(): shutil.copytree(figs, stage_dir / figs.relative_to(ROOT), ignore=shutil.ignore_patterns("*.tmp*", ".*"))
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     (stage_dir / "index.md").write_text(index_md(chs), encoding="utf-8")
