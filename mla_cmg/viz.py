@@ -20,7 +20,7 @@ __all__ = ['SHOWN_PX', 'MIN_TEXT_PX', 'SAVE_DPI', 'png_size', 'render', 'smalles
            'tsne_figure', 'bar_figure', 'bar_grid', 'curves_figure', 'stacked_figure', 'moving_average', 'steps_figure']
 
 # %% ../nbs/40_viz.ipynb #c003
-SHOWN_PX = 770        # the width a page shows a figure at most: the site's article column at a 1400 px window
+SHOWN_PX = 768        # the width a page shows a figure at most: the site's article column at a 1400 px window (results page)
 MIN_TEXT_PX = 9       # the smallest text height, in px as shown, that save_fig accepts
 SAVE_DPI = 120        # save_fig's resolution
 
