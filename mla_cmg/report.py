@@ -20,9 +20,9 @@ __all__ = ['MLA_COLUMNS', 'CMG_COLUMNS', 'CMG_LOCRET_COLUMNS', 'CMG_MECH_COLUMNS
            'MLA_MISSING_CLAIMS', 'SUMMARY_FIGURES', 'Col', 'expand', 'collect', 'cell', 'mark_collapsed',
            'results_table', 'write_table', 'datasheet', 'test_counts', 'reference_rows', 'split_interval',
            'cmg_columns', 'retrieval_ks', 'Comparison', 'test_block', 'claims_md', 'cmg_claims', 'Runs',
-           'read_csv_rows', 'weak_modality', 'mla_claims', 'fusion_claims', 'annotated_table', 'mla_report',
-           'cmg_benchmarks', 'cmg_report', 'drift', 'drift_md', 'findings_md', 'verdicts_md', 'pipeline_runs',
-           'headline', 'write_metrics', 'write_report', 'figure_captions']
+           'read_csv_rows', 'weak_modality', 'mla_claims', 'fusion_claims', 'annotated_table', 'gap_figure',
+           'mla_report', 'cmg_benchmarks', 'cmg_report', 'drift', 'drift_md', 'findings_md', 'verdicts_md',
+           'pipeline_runs', 'headline', 'write_metrics', 'write_report', 'figure_captions']
 
 # %% ../nbs/41_report.ipynb #c024
 @dataclass(frozen=True)
@@ -461,9 +461,17 @@ def _pseudo(cells: dict) -> dict:
     "A summary-like dict `{'metrics': cells}` (cells already keyed by column label)."
     return {"metrics": {k: v for k, v in cells.items() if v is not None}}
 
+def gap_figure(runs: Runs, benches: list, variants: list):
+    "The modality gap of every variant (by its display name), one panel per benchmark; None when no run recorded one."
+    from mla_cmg.viz import bar_grid
+    panels = {b: {MLA_LABELS.get(v, v): s_["metrics"]["modality_gap"]["values"] for v in variants
+                  if (s_ := runs.summary("mla", b, v)) and "modality_gap" in s_["metrics"]} for b in benches}
+    panels = {b: p for b, p in panels.items() if p}
+    return bar_grid(panels, "modality gap (test)", "Modality gap: ‖mean(norm h_a) − mean(norm h_b)‖") if panels else None
+
 def mla_report(runs: Runs, pipe: dict, out: Path, tsne: dict | None = None, prepared="data/prepared") -> tuple[list, dict, list]:
     "Write the MLA tables and figures under `out`; return (markdown sections, {table name: JSON}, test records)."
-    from mla_cmg.viz import bar_figure, curves_figure, save_fig, tsne_figure
+    from mla_cmg.viz import curves_figure, save_fig, tsne_figure
     import matplotlib.pyplot as plt
     mp, sections, tables, records = pipe.get("mla") or {}, [], {}, []
     benches, variants = mp.get("benchmarks", []), mp.get("variants", [])
@@ -527,13 +535,11 @@ def mla_report(runs: Runs, pipe: dict, out: Path, tsne: dict | None = None, prep
         if curves:
             save_fig(curves_figure(curves, ylabel="test accuracy (head read-out)", title=f"Per-modality accuracy per epoch — {bench}"),
                      out / "figures" / f"mla_curves_{bench}.png")
-    gaps = {f"{b}\n{v}": s_["metrics"]["modality_gap"]["values"] for b in benches for v in variants
-            if (s_ := runs.summary("mla", b, v)) and "modality_gap" in s_["metrics"]}
-    if gaps: save_fig(bar_figure(gaps, "modality gap (test)", "Modality gap: ‖mean(norm h_a) − mean(norm h_b)‖"), out / "figures" / "mla_gap.png")
+    if (fig := gap_figure(runs, benches, variants)) is not None: save_fig(fig, out / "figures" / "mla_gap.png")
     pairs = [(v, d[0]) for v in ("joint", "mla") if v in variants and benches and (d := runs.seed_dirs("mla", benches[0], v))]
     if pairs:
         tsne = tsne or {}
-        fig, axes = plt.subplots(len(pairs), 2, figsize=(9, 4 * len(pairs)), squeeze=False)
+        fig, axes = plt.subplots(len(pairs), 2, figsize=(9, 4.6 * len(pairs)), squeeze=False, layout="constrained")
         for (v, d), ax in zip(pairs, axes):
             with np.load(d / "features.npz", allow_pickle=False) as z:
                 feats, y = {k[2:]: z[k] for k in z.files if k.startswith("h_")}, z["y"]
@@ -614,7 +620,7 @@ def cmg_report(runs: Runs, pipe: dict, out: Path, prepared="data/prepared", tsne
     shown = [(v, d[0]) for v in ("full", "vq") if bench and v in benches[bench] and (d := runs.seed_dirs("cmg", bench, v))]
     if shown:
         tsne = tsne or {}
-        fig, axes = plt.subplots(len(shown), 2, figsize=(9, 4 * len(shown)), squeeze=False)
+        fig, axes = plt.subplots(len(shown), 2, figsize=(9, 4.6 * len(shown)), squeeze=False, layout="constrained")
         for (v, d), ax in zip(shown, axes):
             with np.load(d / "codes.npz", allow_pickle=False) as z:
                 feats, y = {k[4:]: z["codebook"][z[k]].mean(1) for k in z.files if k.startswith("idx_")}, z["y"]

@@ -126,16 +126,17 @@ def sweep_json(groups: dict) -> dict:
     "The table as JSON (per-seed values included)."
     return {b: {"protocol": g["protocol"], "pick": g["pick"], "test": g["test"], "rows": g["rows"]} for b, g in groups.items()}
 
-def sweep_figure(groups: dict, ylabel: str = "validation score (%)", title: str = "", scale: float = 100.0):
-    "Sensitivity of the score to each knob of the largest base group; other bases' protocols as reference lines."
+def sweep_figure(groups: dict, ylabel: str = "validation score (%)", title: str = "", scale: float = 100.0, ncols: int = 2):
+    "Sensitivity of the score to each knob of the largest base group, one panel per knob in a grid `ncols` wide; other bases' protocols as reference lines; the legend under the grid."
     import matplotlib.pyplot as plt
     main = max(groups, key=lambda b: len(groups[b]["rows"]))
     g = groups[main]
     prot = next((r for r in g["rows"] if r["point"] == g["protocol"]), None)
     pcfg = (prot or {}).get("config") or {}
     knobs = list(dict.fromkeys(k for r in g["rows"] for k in r["knobs"]))
-    fig, axes = plt.subplots(1, max(1, len(knobs)), figsize=(3.2 * max(1, len(knobs)), 3.0), squeeze=False, sharey=True)
-    for ax, k in zip(axes[0], knobs):
+    ncols = min(ncols, max(1, len(knobs))); nrows = -(-max(1, len(knobs)) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4 * ncols, 3 * nrows + 0.8), squeeze=False, sharey=True, layout="constrained")
+    for ax, k in zip(axes.flat, knobs):
         pts = [r for r in g["rows"] if set(r["knobs"]) <= {k}]
         xs = [r["knobs"].get(k, pcfg.get(k)) for r in pts]
         keep = [i for i, x in enumerate(xs) if x is not None]
@@ -148,11 +149,11 @@ def sweep_figure(groups: dict, ylabel: str = "validation score (%)", title: str 
             r = next(r for r in other["rows"] if r["point"] == other["protocol"])
             ax.axhline(scale * r["mean"], ls="--", color=f"C{j + 1}", lw=1, label=b)
         ax.set_xlabel(k); ax.grid(alpha=.3)
-    axes[0][0].set_ylabel(ylabel)
+    for ax in axes[:, 0]: ax.set_ylabel(ylabel)
+    for ax in axes.flat[len(knobs):]: ax.axis("off")
     h, l = axes[0][0].get_legend_handles_labels()
-    if h: fig.legend(h, l, loc="lower center", ncol=min(4, len(h)), fontsize=9, bbox_to_anchor=(0.5, -0.08), frameon=False)
-    fig.suptitle(title or f"sensitivity around the `{main}` protocol", fontsize=11)
-    fig.tight_layout()
+    if h: fig.legend(h, l, loc="outside lower center", ncols=min(4, len(h)), frameon=False)
+    fig.suptitle(title or f"sensitivity around the `{main}` protocol")
     return fig
 
 # %% ../nbs/40b_sweeps.ipynb #c015

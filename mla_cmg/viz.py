@@ -4,24 +4,66 @@
 
 # %% ../nbs/40_viz.ipynb #c002
 from __future__ import annotations
+import io
 from pathlib import Path
 
 import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+import matplotlib.text
 import numpy as np
 
-from .core import atomic_path
+from .core import atomic_write_bytes
 
 # %% auto #0
-__all__ = ['save_fig', 'tsne_embed', 'tsne_figure', 'bar_figure', 'curves_figure', 'stacked_figure', 'moving_average',
-           'steps_figure']
+__all__ = ['SHOWN_PX', 'MIN_TEXT_PX', 'SAVE_DPI', 'png_size', 'render', 'smallest_text', 'legibility', 'save_fig', 'tsne_embed',
+           'tsne_figure', 'bar_figure', 'bar_grid', 'curves_figure', 'stacked_figure', 'moving_average', 'steps_figure']
 
 # %% ../nbs/40_viz.ipynb #c003
-def save_fig(fig, path, dpi: int = 120) -> Path:
-    "Save a figure as PNG atomically and close it."
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight")
+SHOWN_PX = 768        # the width a page shows a figure at most: the site's article column at a 1400 px window (results page)
+MIN_TEXT_PX = 9       # the smallest text height, in px as shown, that save_fig accepts
+SAVE_DPI = 120        # save_fig's resolution
+
+def png_size(png: bytes) -> tuple[int, int]:
+    "(width, height) in px of a PNG, from its header."
+    if png[:8] != b"\x89PNG\r\n\x1a\n": raise ValueError("png_size: not a PNG")
+    return int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")
+
+def render(fig, dpi: float | None = None) -> tuple[bytes, list]:
+    "(PNG, [(font size in pt, text) of every text drawn]) of `fig` at `dpi` (default its own), as save_fig writes it and a notebook shows it."
+    drawn, draw = [], matplotlib.text.Text.draw
+    def record(t, renderer):
+        if t.get_visible() and t.get_text().strip(): drawn.append((float(t.get_fontsize()), t.get_text()))
+        return draw(t, renderer)
+    matplotlib.text.Text.draw = record
+    try:
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=dpi or fig.dpi, bbox_inches="tight")
+    finally: matplotlib.text.Text.draw = draw
+    return buf.getvalue(), drawn
+
+def smallest_text(fig, shown_px: float = SHOWN_PX, dpi: float | None = None) -> tuple[float, float, str, bytes]:
+    "(height in px as shown, font size in pt, text, PNG) of the smallest text of `fig` saved at `dpi` and shown at most `shown_px` wide."
+    if not shown_px > 0 or (dpi is not None and not dpi > 0): raise ValueError(f"smallest_text: shown_px ({shown_px}) and dpi ({dpi}) must be > 0")
+    dpi = dpi or fig.dpi
+    png, texts = render(fig, dpi)
+    if not texts: return float("inf"), float("inf"), "", png
+    pt, text = min(texts)
+    return pt * dpi / 72 * min(1.0, shown_px / png_size(png)[0]), pt, text, png
+
+def legibility(fig, shown_px: float = SHOWN_PX, dpi: float | None = None) -> float:
+    "Height in px, as shown on a page at most `shown_px` wide, of the smallest text of `fig` saved at `dpi` (default its own): pt × dpi / 72 × min(1, shown_px / PNG width)."
+    return smallest_text(fig, shown_px, dpi)[0]
+
+def save_fig(fig, path, dpi: int = SAVE_DPI, shown_px: float = SHOWN_PX) -> Path:
+    "Save a figure as PNG atomically and close it; a figure whose smallest text would be shown under `MIN_TEXT_PX` px is refused."
+    px, pt, text, png = smallest_text(fig, shown_px, dpi)
+    if px < MIN_TEXT_PX:
+        w, h = png_size(png)
+        raise ValueError(f"save_fig {path}: the text {text[:40]!r} ({pt:g} pt) would be shown {px:.1f} px high (a {w}x{h} px PNG "
+                         f"at {dpi} dpi, shown at most {shown_px:g} px wide); at least {MIN_TEXT_PX} px is needed: make the figure "
+                         "narrower (a grid of panels instead of a row, horizontal bars) or its fonts larger")
+    atomic_write_bytes(path, png)
     plt.close(fig)
     return Path(path)
 
@@ -45,59 +87,85 @@ def tsne_embed(feats: dict, max_points: int = 400, seed: int = 0, perplexity: fl
     z = TSNE(n_components=2, perplexity=perp, init="pca", random_state=seed).fit_transform(x)
     return z, mod, np.tile(idx, len(xs))
 
+_UNDER = dict(loc="upper center", bbox_to_anchor=(0.5, -0.02), frameon=False)   # a legend under its panel (no ticks there)
+
 def tsne_figure(feats: dict, labels, title: str = "", max_points: int = 400, seed: int = 0, axes=None):
-    "Two t-SNE panels of `{modality: [N, d]}` features: coloured by modality and by class."
+    "Two t-SNE panels of `{modality: [N, d]}` features: coloured by modality, and by class (one marker per modality); legends under the panels."
     z, mod, rows = tsne_embed(feats, max_points=max_points, seed=seed)
     y = np.asarray(labels)[rows]
-    fig, axes = (plt.subplots(1, 2, figsize=(9, 4)) if axes is None else (axes[0].figure, axes))
-    names = list(feats)
+    fig, axes = (plt.subplots(1, 2, figsize=(9, 4.6), layout="constrained") if axes is None else (axes[0].figure, axes))
+    names, markers = list(feats), ["o", "^", "s", "D"]
     for k, m in enumerate(names):
         s = mod == k
         axes[0].scatter(z[s, 0], z[s, 1], s=6, alpha=0.6, label=m)
-    axes[0].legend(markerscale=3, fontsize=8); axes[0].set_title(f"{title} — by modality".strip(" —"))
-    markers = ["o", "^", "s", "D"]
-    for k, m in enumerate(names):
-        s = mod == k
         axes[1].scatter(z[s, 0], z[s, 1], c=y[s], cmap="tab10", s=6, alpha=0.6, marker=markers[k % 4],
                         vmin=0, vmax=max(9, int(y.max())))
+    axes[0].legend(markerscale=3, ncols=len(names), **_UNDER); axes[0].set_title(f"{title} — by modality".strip(" —"))
+    shapes = [plt.Line2D([], [], marker=markers[k % 4], color="0.4", ls="none") for k in range(len(names))]
+    axes[1].legend(shapes, names, title="marker: modality, colour: class", ncols=len(names), **_UNDER)
     axes[1].set_title(f"{title} — by class".strip(" —"))
     for a in axes: a.set_xticks([]); a.set_yticks([])
     return fig
 
 # %% ../nbs/40_viz.ipynb #c008
-def bar_figure(values: dict, ylabel: str, title: str = "", ax=None, scale: float = 1.0):
-    "Bars of mean ± std (over seeds) for `{name: [value per seed]}`."
-    fig, ax = (plt.subplots(figsize=(max(3.5, 0.8 * len(values) + 1), 3)) if ax is None else (ax.figure, ax))
-    names = list(values)
+_RIGHT = dict(loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0, frameon=False)   # a legend right of its axes
+
+def bar_figure(values: dict, ylabel: str, title: str = "", ax=None, scale: float = 1.0, horizontal: bool = False):
+    "Bars of mean ± std (over seeds) for `{name: [value per seed]}`; `horizontal`: one row per name, top to bottom (`ylabel` then labels the value axis)."
+    n, names = len(values), list(values)
+    size = (6, 0.3 * n + 1.2) if horizontal else (max(3.5, 0.8 * n + 1), 3)
+    fig, ax = (plt.subplots(figsize=size, layout="constrained") if ax is None else (ax.figure, ax))
     m = [np.mean(np.asarray(values[k], float)) * scale for k in names]
     s = [(np.std(np.asarray(values[k], float), ddof=1) if len(values[k]) > 1 else 0.0) * scale for k in names]
-    ax.bar(range(len(names)), m, yerr=s, capsize=4, color=plt.cm.tab10(np.arange(len(names)) % 10))
-    ax.set_xticks(range(len(names))); ax.set_xticklabels(names, rotation=30, ha="right")
-    ax.set_ylabel(ylabel); ax.set_title(title)
+    colors = plt.cm.tab10(np.arange(n) % 10)
+    if horizontal:
+        ax.barh(range(n), m, xerr=s, capsize=3, color=colors)
+        ax.set_yticks(range(n), names); ax.set_ylim(n - 0.5, -0.5); ax.set_xlabel(ylabel)
+    else:
+        ax.bar(range(n), m, yerr=s, capsize=4, color=colors)
+        ax.set_xticks(range(n), names, rotation=30, ha="right"); ax.set_ylabel(ylabel)
+    ax.set_title(title)
     return fig
 
-def curves_figure(curves: dict, xlabel: str = "epoch", ylabel: str = "accuracy", title: str = "", ax=None, xs=None):
-    "Mean curve and ±1 std band for `{label: [[value per x] per seed]}`."
-    fig, ax = (plt.subplots(figsize=(5, 3.2)) if ax is None else (ax.figure, ax))
+def bar_grid(panels: dict, xlabel: str, title: str = "", ncols: int = 2, scale: float = 1.0):
+    "Horizontal bars (mean ± std over seeds), one panel per group of `panels = {group: {name: [value per seed]}}` in a grid `ncols` wide; every panel lists the same names in the same order and colours (a missing one: no bar)."
+    if not panels: raise ValueError("bar_grid: no panels")
+    names = list(dict.fromkeys(k for v in panels.values() for k in v))
+    ncols = min(ncols, len(panels)); nrows = -(-len(panels) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(2.2 + 3 * ncols, (0.3 * len(names) + 0.9) * nrows + 0.4), sharey=True,
+                             squeeze=False, layout="constrained")
+    for ax, (group, vals) in zip(axes.flat, panels.items()):
+        bar_figure({k: vals.get(k, [np.nan]) for k in names}, xlabel, title=group, ax=ax, scale=scale, horizontal=True)
+    for ax in axes.flat[len(panels):]: ax.axis("off")
+    if title: fig.suptitle(title)
+    return fig
+
+def curves_figure(curves: dict, xlabel: str = "epoch", ylabel: str = "accuracy", title: str = "", ax=None, xs=None,
+                  legend: bool = True, colors: dict | None = None):
+    "Mean curve and ±1 std band for `{label: [[value per x] per seed]}`; the legend right of the axes; `colors`: {label: colour} (default tab10 in order)."
+    fig, ax = (plt.subplots(figsize=(6.5, 3.2), layout="constrained") if ax is None else (ax.figure, ax))
     for k, (label, rows) in enumerate(curves.items()):
         m, s = _mean_std(rows)
         x = np.arange(len(m)) if xs is None else np.asarray(xs)
-        ax.plot(x, m, label=label, color=plt.cm.tab10(k % 10))
-        ax.fill_between(x, m - s, m + s, alpha=0.2, color=plt.cm.tab10(k % 10))
-    ax.set_xlabel(xlabel); ax.set_ylabel(ylabel); ax.set_title(title); ax.legend(fontsize=8)
+        c = (colors or {}).get(label, plt.cm.tab10(k % 10))
+        ax.plot(x, m, label=label, color=c)
+        ax.fill_between(x, m - s, m + s, alpha=0.2, color=c)
+    ax.set_xlabel(xlabel); ax.set_ylabel(ylabel); ax.set_title(title)
+    if legend: ax.legend(**_RIGHT)
     return fig
 
-def stacked_figure(parts: dict, title: str = "", ax=None, ylabel: str = "fraction of codes"):
-    "Stacked bars: `{name: {part: [value per seed]}}` (e.g. codes used by both / one / no modality)."
-    fig, ax = (plt.subplots(figsize=(max(3.5, 0.8 * len(parts) + 1), 3)) if ax is None else (ax.figure, ax))
+def stacked_figure(parts: dict, title: str = "", ax=None, xlabel: str = "fraction of codes"):
+    "Horizontal stacked bars, one row per name: `{name: {part: [value per seed]}}` (e.g. codes used by both / one / no modality)."
     names = list(parts); keys = list(dict.fromkeys(k for v in parts.values() for k in v))
-    bottom = np.zeros(len(names))
+    fig, ax = (plt.subplots(figsize=(7, 0.35 * len(names) + 1.2), layout="constrained") if ax is None else (ax.figure, ax))
+    left = np.zeros(len(names))
     for j, key in enumerate(keys):
-        h = np.array([np.mean(parts[n].get(key, [0.0])) for n in names])
-        ax.bar(range(len(names)), h, bottom=bottom, label=key, color=plt.cm.Set2(j % 8))
-        bottom += h
-    ax.set_xticks(range(len(names))); ax.set_xticklabels(names, rotation=30, ha="right")
-    ax.set_ylabel(ylabel); ax.set_title(title); ax.legend(fontsize=8, loc="lower right")
+        w = np.array([np.mean(parts[n].get(key, [0.0])) for n in names])
+        ax.barh(range(len(names)), w, left=left, label=key, color=plt.cm.Set2(j % 8))
+        left += w
+    ax.set_yticks(range(len(names)), names); ax.set_ylim(len(names) - 0.5, -0.5)
+    ax.set_xlabel(xlabel); ax.set_title(title)
+    ax.legend(**_RIGHT)
     return fig
 
 # %% ../nbs/40_viz.ipynb #c011
@@ -108,10 +176,12 @@ def moving_average(x, window: int) -> np.ndarray:
     i = np.arange(1, len(x) + 1)
     return (c[i] - c[np.maximum(i - window, 0)]) / np.minimum(i, window)
 
-def steps_figure(runs: dict, panels: list, window: int = 10, title: str = "", xs_key: str = "step"):
-    "One panel per `(column, ylabel)`: mean ± std over seeds of the moving average, for `runs = {label: [rows per seed]}` (rows: dicts of step logs)."
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.2), squeeze=False)
-    for ax, (col, ylabel) in zip(axes[0], panels):
+def steps_figure(runs: dict, panels: list, window: int = 10, title: str = "", xs_key: str = "step", ncols: int = 2):
+    "One panel per `(column, panel title)` in a grid `ncols` wide: mean ± std over seeds of the moving average, for `runs = {label: [rows per seed]}` (rows: dicts of step logs); one colour per run in every panel, one legend (in the grid's spare cell, else under it)."
+    ncols = min(ncols, len(panels)); nrows = -(-len(panels) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.4 * ncols, 3.2 * nrows + 0.4), squeeze=False, layout="constrained")
+    colors = {label: plt.cm.tab10(k % 10) for k, label in enumerate(runs)}
+    for ax, (col, name) in zip(axes.flat, panels):
         curves, xs = {}, None
         for label, seeds in runs.items():
             rows = [s for s in seeds if s and col in s[0]]
@@ -119,7 +189,11 @@ def steps_figure(runs: dict, panels: list, window: int = 10, title: str = "", xs
             n = min(len(r) for r in rows)
             xs = [r[xs_key] for r in rows[0][:n]]
             curves[label] = [moving_average([r[col] for r in s[:n]], window) for s in rows]
-        if curves: curves_figure(curves, xlabel=xs_key, ylabel=ylabel, ax=ax, xs=xs)
+        if curves: curves_figure(curves, xlabel=xs_key, ylabel="", title=name, ax=ax, xs=xs, legend=False, colors=colors)
+    spare = axes.flat[len(panels):]
+    for ax in spare: ax.axis("off")
+    handles = [plt.Line2D([], [], color=c) for c in colors.values()]
+    if len(spare): spare[0].legend(handles, list(colors), loc="center", frameon=False)
+    else: fig.legend(handles, list(colors), loc="outside lower center", ncols=min(3, len(colors)), frameon=False)
     if title: fig.suptitle(title)
-    fig.tight_layout()
     return fig

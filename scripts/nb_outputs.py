@@ -9,7 +9,8 @@
 
 Cells flagged `#| notest` (the settings.ini `tst_flags`; heavy evidence cells that train) are not run here, as
 under nbdev_test: their hash is recorded with no output, and the cells after them show the stored records.
-Stderr streams (progress bars, warnings with absolute paths) are dropped; figures are inline PNGs at 72 dpi.
+Stderr streams (progress bars, warnings with absolute paths) are dropped; figures are inline PNGs at 100 dpi, and a
+figure whose smallest text would be under 9 px high as the site shows it (mla_cmg.viz.legibility) fails the run.
 Without arguments every chapter is run/checked: nbs/*.ipynb except index.ipynb (no code) and nbs/experiments/
 (papermill templates, run by DVC).
 """
@@ -24,18 +25,34 @@ NBS = ROOT / "nbs"
 KEY = "executed"
 MAX_BYTES = 500_000
 KERNEL = os.environ.get("KERNEL", "mla_cmg")
-# Run before the chapter, not saved: small inline PNGs, and every figure left open after a cell is shown (the library
-# selects matplotlib's Agg backend on import, so a chapter's figures would otherwise never reach its outputs).
+# Run before the chapter, not saved: small inline PNGs; every chapter on matplotlib's Agg backend (the library selects it
+# on import), so that each figure left open after a cell reaches the post-run hook, which checks it as the site shows it
+# (mla_cmg.viz.smallest_text: text at least MIN_TEXT_PX px high in the article column) and shows it once (not again when
+# it is the cell's value). _CHECK, run after the chapter (not saved), fails the run on an illegible figure.
 _SETUP = """\
 import matplotlib as _mpl, matplotlib.pyplot as _plt
 from IPython.core.pylabtools import select_figure_formats as _sff
 from IPython.display import display as _display
-_mpl.rcParams['figure.dpi'] = 72
+from mla_cmg.viz import MIN_TEXT_PX as _MIN_PX, smallest_text as _smallest_text
+_mpl.use('Agg')
+_mpl.rcParams['figure.dpi'] = 100
 _sff(get_ipython(), {'png'})
-def _show_open_figures(*_):
-    for _n in _plt.get_fignums(): _display(_plt.figure(_n))
+_illegible = []
+def _show_open_figures(result=None):
+    for _n in _plt.get_fignums():
+        _f = _plt.figure(_n)
+        _px, _pt, _t, _ = _smallest_text(_f)
+        if _px < _MIN_PX:
+            _info = getattr(result, 'info', None)
+            _cell = getattr(_info, 'cell_id', None) or repr(getattr(_info, 'raw_cell', '').strip().splitlines()[:1])
+            _illegible.append(f"cell {_cell}: {_t[:40]!r} ({_pt:g} pt) is shown {_px:.1f} px high")
+        if _f is not getattr(result, 'result', None): _display(_f)      # not twice when it is the cell's value
     _plt.close('all')
 get_ipython().events.register('post_run_cell', _show_open_figures)
+"""
+_CHECK = """\
+assert not _illegible, (f"figures with text under {_MIN_PX} px as the site shows them (larger fonts, a narrower figure): "
+                        + "; ".join(_illegible))
 """
 
 
@@ -95,6 +112,7 @@ def run_one(path: Path, timeout: int = 900) -> dict:
     for c in exe.cells:
         if c.cell_type == "code" and is_skipped(c.source): c.source, skipped = "", skipped + 1
     exe.cells.insert(0, nbformat.v4.new_code_cell(_SETUP))
+    exe.cells.append(nbformat.v4.new_code_cell(_CHECK))
     t0 = time.time()
     env_keep = {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "PYTHONHASHSEED", "MPLBACKEND")}
     os.environ.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONHASHSEED="0")

@@ -81,3 +81,23 @@ def test_nbdev_clean_keeps_outputs_and_hashes(chapter):
 def test_unknown_chapter_is_a_clear_error():
     with pytest.raises(SystemExit, match="not a chapter of nbs/"):
         nbo.chapters(["no_such_chapter"])
+
+
+def _tiny_chapter(path, *sources):
+    cells = [{"cell_type": "code", "metadata": {}, "source": s, "execution_count": None, "outputs": [], "id": f"c{i:03d}"}
+             for i, s in enumerate(sources)]
+    path.write_text(json.dumps({"cells": cells, "metadata": {}, "nbformat": 4, "nbformat_minor": 5}, indent=1))
+
+
+def test_run_shows_each_figure_once_and_fails_on_illegible_text(tmp_path):
+    ok = tmp_path / "ok.ipynb"
+    _tiny_chapter(ok, "import matplotlib.pyplot as plt\nfig, ax = plt.subplots(figsize=(4, 3)); ax.plot([0, 1])",
+                  "fig2, ax2 = plt.subplots(figsize=(4, 3)); ax2.plot([1, 0]); fig2")
+    nbo.run_one(ok)
+    outs = [c["outputs"] for c in json.loads(ok.read_text())["cells"]]
+    assert [sum("image/png" in o.get("data", {}) for o in c) for c in outs] == [1, 1]    # the cell's value: not shown twice
+    bad = tmp_path / "bad.ipynb"          # a row of panels 16 in wide with a 6-pt legend: about 4 px high in the column
+    _tiny_chapter(bad, "import matplotlib.pyplot as plt\nfig, axs = plt.subplots(1, 4, figsize=(16, 3))\n"
+                       "axs[0].plot([0, 1], label='tiny legend'); axs[0].legend(fontsize=6)")
+    with pytest.raises(Exception, match="tiny legend"):
+        nbo.run_one(bad)
