@@ -13,7 +13,8 @@ from .stats import fmt_p, welch
 
 # %% auto #0
 __all__ = ['SWEEP_PREFIX', 'SCORES', 'entry_diff', 'sweep_base', 'run_config', 'cmg_score', 'mla_score', 'sweep_points',
-           'sweep_table', 'knob_value', 'sweep_markdown', 'sweep_json', 'sweep_figure', 'sweep_report']
+           'sweep_table', 'knob_value', 'sweep_markdown', 'sweep_json', 'sweep_figure', 'effective_variants',
+           'sweep_report']
 
 # %% ../nbs/40b_sweeps.ipynb #c004
 SWEEP_PREFIX = "val_"
@@ -157,6 +158,12 @@ def sweep_figure(groups: dict, ylabel: str = "validation score (%)", title: str 
     return fig
 
 # %% ../nbs/40b_sweeps.ipynb #c015
+def effective_variants(P: dict, wing: str, bench: str) -> dict:
+    "Each variant entry of `wing` as it runs on `bench`: the wing's `common`, then its `by_benchmark[bench]`, then the entry."
+    sec = P.get(wing) or {}
+    base = {**(sec.get("common") or {}), **((sec.get("by_benchmark") or {}).get(bench) or {})}
+    return {v: {**base, **(e or {})} for v, e in (sec.get("variants") or {}).items()}
+
 def sweep_report(P: dict, runs_root="runs", out_dir="results") -> list:
     "Tables and figures of every sweep in P['pipeline'] (mla_sweep, cmg_sweep); returns the markdown blocks."
     from mla_cmg.core import save_json, atomic_write_text
@@ -169,7 +176,8 @@ def sweep_report(P: dict, runs_root="runs", out_dir="results") -> list:
             pts = list(sec.get("variants") or [])
             if not pts: continue
             seeds = {p: list((variants.get(p) or {}).get("seeds") or P.get("seeds") or [0]) for p in pts}
-            groups = sweep_table(variants, sweep_points(runs_root, wing, bench, pts, seeds))
+            # a point is matched to its base on the values the runs use: `lr: 0.001` equal to `common.lr` is no change
+            groups = sweep_table(effective_variants(P, wing, bench), sweep_points(runs_root, wing, bench, pts, seeds))
             stem = Path(out_dir, "tables", f"sweep_{wing}_{bench}")
             title = f"{wing.upper()} protocol sweep on {bench}"
             md = sweep_markdown(groups, title)
