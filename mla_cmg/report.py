@@ -700,7 +700,8 @@ def pipeline_runs(pipe: dict) -> list:
     out = [("mla", b, v) for k in ("mla", "mla_sweep") for b in g(k).get("benchmarks") or [] for v in g(k).get("variants") or []]
     m = g("mla_missing")
     out += [("mla", m["benchmark"], f"{v}_mr{r}") for r in m.get("rates") or [] for v in m.get("variants") or []] if m.get("benchmark") else []
-    out += [("cmg", b, v) for k in ("cmg", "cmg_more", "cmg_sweep") for b in g(k).get("benchmarks") or [] for v in g(k).get("variants") or []]
+    out += [("cmg", b, v) for b, vs in cmg_benchmarks(pipe).items() for v in vs]
+    out += [("cmg", b, v) for b in g("cmg_sweep").get("benchmarks") or [] for v in g("cmg_sweep").get("variants") or []]
     return out
 
 def headline(summary: dict, exp: str) -> dict:
@@ -714,16 +715,12 @@ def headline(summary: dict, exp: str) -> dict:
     out = {name: round(100 * m[k]["mean"], 1) for k, name in keys if isinstance(m.get(k), dict) and "mean" in m[k]}
     return {**out, "seeds": len(summary.get("seeds") or [])}
 
-def write_metrics(P: dict, runs: "Runs", out_dir) -> list:
+def write_metrics(P: dict, runs: "Runs", out_dir) -> None:
     "`results/metrics/<experiment>/<benchmark>/<run>.json` (the folder rewritten) for every stage of the pipeline with a summary."
     root = Path(out_dir) / "metrics"
     shutil.rmtree(root, ignore_errors=True)
-    done = []
     for exp, b, name in pipeline_runs(P.get("pipeline") or {}):
-        s = runs.summary(exp, b, name)
-        if s is None: continue
-        save_json(root / exp / b / f"{name}.json", headline(s, exp)); done.append(root / exp / b / f"{name}.json")
-    return done
+        if (s := runs.summary(exp, b, name)) is not None: save_json(root / exp / b / f"{name}.json", headline(s, exp))
 
 
 # %% ../nbs/41_report.ipynb #c020

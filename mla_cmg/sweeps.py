@@ -158,11 +158,12 @@ def sweep_figure(groups: dict, ylabel: str = "validation score (%)", title: str 
     return fig
 
 # %% ../nbs/40b_sweeps.ipynb #c015
+_RUN_KEYS = ("dataset", "seed", "out_dir")      # what `resolve` adds per run: not a knob of the protocol
+
 def effective_variants(P: dict, wing: str, bench: str) -> dict:
-    "Each variant entry of `wing` as it runs on `bench`: the wing's `common`, then its `by_benchmark[bench]`, then the entry."
-    sec = P.get(wing) or {}
-    base = {**(sec.get("common") or {}), **((sec.get("by_benchmark") or {}).get(bench) or {})}
-    return {v: {**base, **(e or {})} for v, e in (sec.get("variants") or {}).items()}
+    "Each variant of `wing` with the values it runs with on `bench`, merged by the runner (`mla_cmg.runner.resolve`: common, by_benchmark, the entry)."
+    from mla_cmg.runner import resolve
+    return {v: {k: x for k, x in resolve(P, wing, bench, v)[1][0].items() if k not in _RUN_KEYS} for v in (P.get(wing) or {}).get("variants") or {}}
 
 def sweep_report(P: dict, runs_root="runs", out_dir="results") -> list:
     "Tables and figures of every sweep in P['pipeline'] (mla_sweep, cmg_sweep); returns the markdown blocks."
