@@ -218,7 +218,7 @@ def _matched(ca: dict, cb: dict) -> tuple[list, list, list]:
     return common, [ca["values"][sa.index(s)] for s in common], [cb["values"][sb.index(s)] for s in common]
 
 def test_block(comps: list, block: str, alpha: float = ALPHA, power: float = POWER) -> list:
-    "Test every comparison of a block (Welch or paired), Holm-adjust over the testable ones, label each with `stats.verdict`."
+    "Test every comparison of a block (Welch or paired), Holm-adjust within each claim (its testable comparisons: the family), label each with `stats.verdict`."
     recs, live = [], []
     for c in comps:
         r = {"block": block, "claim": c.claim, "where": c.where, "label": c.label, "what": c.what, "direction": c.direction,
@@ -239,11 +239,13 @@ def test_block(comps: list, block: str, alpha: float = ALPHA, power: float = POW
                 live.append((r, t, plan))
             except ValueError as e: r["untestable"] = str(e).split(";")[0]
         recs.append(r)
-    m = len(live)
-    for (r, t, plan), pa in zip(live, stats.holm([t.p for _, t, _ in live])):
-        mdd = plan(alpha / m)
-        r.update(p_holm=float(pa), m=m, mdd=mdd, alpha=alpha, power=power, p_floor=0.001,
-                 verdict=stats.verdict(t.diff, float(pa), mdd, r["direction"], alpha), describe=stats.describe(t, float(pa)))
+    for claim in dict.fromkeys(r["claim"] for r, _, _ in live):      # the family: one claim's comparisons, over benchmarks
+        fam = [x for x in live if x[0]["claim"] == claim]
+        m = len(fam)
+        for (r, t, plan), pa in zip(fam, stats.holm([t.p for _, t, _ in fam])):
+            mdd = plan(alpha / m)
+            r.update(p_holm=float(pa), m=m, mdd=mdd, alpha=alpha, power=power, p_floor=0.001,
+                     verdict=stats.verdict(t.diff, float(pa), mdd, r["direction"], alpha), describe=stats.describe(t, float(pa)))
     for r in recs:
         if "untestable" in r: r["verdict"] = f"not testable ({r['untestable']})"
     return recs
@@ -258,10 +260,12 @@ def _pm(arm: dict, unit: str = "", scale: float = 100.0, digits: int = 1) -> str
 def claims_md(recs: list) -> str:
     "Markdown list of a block's records, grouped by claim: the arms, the test and the verdict of each comparison."
     if not recs: return ""
-    m = next((r["m"] for r in recs if "m" in r), 0)
-    out = [f"{m} comparison(s) in this block" + (f" ({len(recs) - m} more not testable)" if len(recs) > m else "")
-           + f", Holm–Bonferroni over all of them (α = {ALPHA}); a null verdict states the smallest difference this design "
-           f"detects with {POWER:.0%} power at Holm's strictest level α/{m} (noncentral t).", ""]
+    n = sum("m" in r for r in recs)
+    fams = {r["claim"]: r["m"] for r in recs if "m" in r}
+    out = [f"{n} comparison(s)" + (f" ({len(recs) - n} more not testable)" if len(recs) > n else "")
+           + f", {len(fams)} claim(s); Holm–Bonferroni within each claim (its family: that claim's comparisons on every "
+           f"benchmark, m = {'/'.join(str(m) for m in fams.values())}), α = {ALPHA}; a null verdict states the smallest difference "
+           f"this design detects with {POWER:.0%} power at Holm's strictest level α/m (noncentral t).", ""]
     for claim in dict.fromkeys(r["claim"] for r in recs):
         rs = [r for r in recs if r["claim"] == claim]
         out.append(f"- *{claim}* ({rs[0]['where']}):")
@@ -292,7 +296,7 @@ CMG_MECHANISMS = [  # (the model with the component, the row without it, what th
 ]
 
 def cmg_claims(rows: dict, mods: list, bench: str = "") -> tuple[str, list]:
-    "(markdown, records): full against each `CMG_CLAIMS` row present in `rows = {variant: summary}`, every transfer direction, one Holm block (Welch)."
+    "(markdown, records): full against each `CMG_CLAIMS` row present in `rows = {variant: summary}`, every transfer direction, one block (Welch; Holm within each claim)."
     comps = []
     for v, claim, where in CMG_CLAIMS:
         if rows.get("full") is None or v not in rows: continue
@@ -392,7 +396,7 @@ def weak_modality(runs, bench: str) -> str | None:
     return min(acc, key=acc.get) if acc else None
 
 def mla_claims(runs: Runs, benches: list, variants: list, missing: dict | None = None) -> tuple[str, list]:
-    "(markdown, records) of the MLA paper's claims on every benchmark and missing rate: one Holm block."
+    "(markdown, records) of the MLA paper's claims on every benchmark and missing rate: one block (Holm within each claim)."
     S = lambda b, v: runs.summary("mla", b, v)
     comps = []
     for claim, where, (va, ka), (vb, kb) in MLA_CLAIMS:
@@ -416,7 +420,7 @@ def mla_claims(runs: Runs, benches: list, variants: list, missing: dict | None =
     return claims_md(recs), recs
 
 def fusion_claims(runs: Runs, benches: list, variants: list) -> tuple[str, list]:
-    "(markdown, records): per-sample DF against every other fusion rule, on the same trained models (paired by seed): one Holm block."
+    "(markdown, records): per-sample DF against every other fusion rule, on the same trained models (paired by seed): one block, one claim."
     comps, (df_label, df_key) = [], next(iter(MLA_FUSION.items()))
     for b in benches:
         for v in [v for v in variants if v in MLA_FUSED]:
@@ -653,14 +657,14 @@ def findings_md(records: list) -> str:
     n_rep, n_opp = count(lambda v: v == stats.REPRODUCES), count(lambda v: v == stats.OPPOSITE)
     n_null, n_not = count(lambda v: v.startswith(stats.UNDECIDED)), count(lambda v: v.startswith("not testable"))
     out = [f"Generated by the report from the tests of the papers' claims ({len(records)} comparisons in "
-           f"{len(dict.fromkeys(r['block'] for r in records))} blocks, Holm–Bonferroni within each block, α = {ALPHA}): "
+           f"{len(dict.fromkeys(r['block'] for r in records))} blocks, Holm–Bonferroni within each claim, α = {ALPHA}): "
            f"{n_rep} reproduce, {n_opp} are opposite to the paper, {n_null} are not decided (no significant difference after Holm)"
            + (f", {n_not} are not testable" if n_not else "") + ". Accuracies are test accuracy % (mean ± std over seeds); "
            "each undecided verdict says which way the difference leans and the smallest difference the design detects (80 % power, "
            "Holm's strictest level).", ""]
     for block in dict.fromkeys(r["block"] for r in records):
         rs = [r for r in records if r["block"] == block]
-        m = next((r["m"] for r in rs if "m" in r), 0)
+        m = sum("m" in r for r in rs)
         out += [f"**{block}** ({m} comparisons" + (f", {len(rs) - m} more not testable" if len(rs) > m else "") + "):", ""]
         for r in rs:
             stat = f" ({r['describe']})" if "describe" in r else ""
@@ -676,7 +680,7 @@ def verdicts_md(records: list) -> str:
     head = ["the paper's claim", "tested on", "comparisons", "reproduce", "opposite", "not decided (leaning the paper's way)",
             *(["not testable"] if untestable else [])]
     out = [f"Each of the papers' claims, tested on this repository's benchmarks: a Welch or paired t-test per comparison, "
-           f"Holm–Bonferroni within each block, α = {ALPHA}. Every comparison, with both arms' numbers and its test, is listed "
+           f"Holm–Bonferroni within each claim, α = {ALPHA}. Every comparison, with both arms' numbers and its test, is listed "
            "under *What the committed run shows*.", ""]
     for block in dict.fromkeys(r["block"] for r in records):
         rows = []

@@ -12,9 +12,9 @@ from .core import load_json
 from .stats import fmt_p, welch
 
 # %% auto #0
-__all__ = ['SWEEP_PREFIX', 'SCORES', 'entry_diff', 'sweep_base', 'run_config', 'cmg_score', 'mla_score', 'sweep_points',
-           'sweep_table', 'knob_value', 'sweep_markdown', 'sweep_json', 'sweep_figure', 'effective_variants',
-           'sweep_report']
+__all__ = ['SWEEP_PREFIX', 'SCORES', 'SELECT_ALPHA', 'DECISIONS', 'REFERENCE', 'entry_diff', 'sweep_base', 'run_config',
+           'cmg_score', 'mla_score', 'sweep_points', 'sweep_table', 'knob_value', 'decide', 'pick_contrasts',
+           'sweep_markdown', 'sweep_json', 'sweep_figure', 'effective_variants', 'sweep_report']
 
 # %% ../nbs/40b_sweeps.ipynb #c004
 SWEEP_PREFIX = "val_"
@@ -99,11 +99,50 @@ def knob_value(row: dict, knob: str, protocol_config: dict):
     "The value of `knob` at this point (its own change, else the protocol's recorded value)."
     return row["knobs"][knob] if knob in row["knobs"] else protocol_config.get(knob)
 
+# %% ../nbs/40b_sweeps.ipynb #c010b
+SELECT_ALPHA = 0.05
+
+def _edge(g: dict, row: dict) -> list:
+    "The numeric knobs of `row` whose value is the smallest or largest of the values its group swept (protocol included)."
+    out = []
+    for k, v in row["knobs"].items():
+        vals = [r["config"].get(k) for r in g["rows"]]
+        vals = [x for x in vals if isinstance(x, (int, float)) and not isinstance(x, bool)]
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and len(set(vals)) > 1 and v in (min(vals), max(vals)): out.append(k)
+    return out
+
+def decide(groups: dict, alpha: float = SELECT_ALPHA) -> dict:
+    "Add the selection rule's outcome to each base of one sweep table: 'p_holm', 'm' and 'decision' (stands / switch / widen / unswept)."
+    from mla_cmg.stats import holm
+    tested = [b for b, g in groups.items() if g["test"] is not None]
+    for b, pa in zip(tested, holm([groups[b]["test"]["p"] for b in tested])):
+        groups[b]["p_holm"], groups[b]["m"] = float(pa), len(tested)
+    for b, g in groups.items():
+        pick = next(r for r in g["rows"] if r["point"] == g["pick"])
+        if g["protocol"] is None: g["decision"] = "unswept"
+        elif g.get("p_holm", 1.0) >= alpha or g["test"]["diff"] <= 0: g["decision"] = "stands"
+        else: g["decision"] = "widen" if _edge(g, pick) else "switch"
+        g["edge"] = _edge(g, pick) if g["pick"] != g["protocol"] else []
+    return groups
+
+def pick_contrasts(groups: dict, ref: str) -> list:
+    "Welch tests of base `ref` at its pick against every other base at its pick (validation; [] when `ref` is not swept)."
+    if ref not in groups: return []
+    row = lambda b: next(r for r in groups[b]["rows"] if r["point"] == groups[b]["pick"])
+    a, out = row(ref), []
+    for b in groups:
+        if b == ref: continue
+        o = row(b)
+        if a["n"] > 1 and o["n"] > 1:
+            out.append({"a": ref, "a_point": a["point"], "b": b, "b_point": o["point"], "test": welch(a["values"], o["values"]).as_dict()})
+    return out
+
+
 # %% ../nbs/40b_sweeps.ipynb #c012
 def _fmt_knobs(knobs: dict) -> str: return ", ".join(f"{k}={v}" for k, v in knobs.items()) or "(protocol)"
 
-def sweep_markdown(groups: dict, title: str, scale: float = 100.0) -> str:
-    "One markdown block: a table per base with every point, the pick and the Welch verdict."
+def sweep_markdown(groups: dict, title: str, scale: float = 100.0, contrasts: list | None = None) -> str:
+    "One markdown block: a table per base with every point, the pick, the Welch verdict and the rule's decision; then the pick contrasts."
     lines = [f"**{title}** (validation split only; mean ± std over seeds, per-seed values in the JSON)", ""]
     for base, g in groups.items():
         lines += [f"*base `{base}`*", "", "| point | changes | mean ± std | n | per seed |", "|---|---|---|---|---|"]
@@ -119,13 +158,26 @@ def sweep_markdown(groups: dict, title: str, scale: float = 100.0) -> str:
             t = g["test"]
             tt = "∞" if t["t"] is None else f"{t['t']:.2f}"
             verdict = (f"pick `{g['pick']}` is {scale * t['diff']:+.1f} points above the protocol `{g['protocol']}` "
-                       f"(95 % CI [{scale * t['lo']:+.1f}, {scale * t['hi']:+.1f}], Welch t({t['df']:.1f}) = {tt}, p {fmt_p(t['p'])})")
+                       f"(95 % CI [{scale * t['lo']:+.1f}, {scale * t['hi']:+.1f}], Welch t({t['df']:.1f}) = {tt}, p {fmt_p(t['p'])}"
+                       + (f", Holm p {fmt_p(g['p_holm'])} over the table's {g['m']} tested bases" if "p_holm" in g else "") + ")")
+        if "decision" in g: verdict += f"; the rule: **{DECISIONS[g['decision']]}**" + (f" ({', '.join(g['edge'])})" if g["decision"] == "widen" else "")
         lines += ["", verdict, ""]
+    if contrasts:
+        lines += [f"*each method at its own pick* (validation, Welch, not adjusted): `{contrasts[0]['a']}` against"]
+        for c in contrasts:
+            t = c["test"]
+            lines.append(f"- `{c['b']}` (`{c['a_point']}` vs `{c['b_point']}`): Δ = {scale * t['diff']:+.1f} points, "
+                         f"95 % CI [{scale * t['lo']:+.1f}, {scale * t['hi']:+.1f}], p {fmt_p(t['p'])}")
+        lines.append("")
     return "\n".join(lines)
 
-def sweep_json(groups: dict) -> dict:
-    "The table as JSON (per-seed values included)."
-    return {b: {"protocol": g["protocol"], "pick": g["pick"], "test": g["test"], "rows": g["rows"]} for b, g in groups.items()}
+DECISIONS = {"stands": "the protocol stands", "switch": "the pick replaces the protocol", "widen": "widen the grid (the pick is at its edge)",
+             "unswept": "no decision (the protocol point was not swept)"}
+
+def sweep_json(groups: dict, contrasts: list | None = None) -> dict:
+    "The table as JSON (per-seed values, the rule's decision and the pick contrasts included)."
+    keys = ("protocol", "pick", "test", "p_holm", "m", "decision", "edge", "rows")
+    return {**{b: {k: g[k] for k in keys if k in g} for b, g in groups.items()}, **({"_pick_contrasts": contrasts} if contrasts else {})}
 
 def sweep_figure(groups: dict, ylabel: str = "validation score (%)", title: str = "", scale: float = 100.0, ncols: int = 2):
     "Sensitivity of the score to each knob of the largest base group, one panel per knob in a grid `ncols` wide; other bases' protocols as reference lines; the legend under the grid."
@@ -159,6 +211,7 @@ def sweep_figure(groups: dict, ylabel: str = "validation score (%)", title: str 
 
 # %% ../nbs/40b_sweeps.ipynb #c015
 _RUN_KEYS = ("dataset", "seed", "out_dir")      # what `resolve` adds per run: not a knob of the protocol
+REFERENCE = {"mla": "mla", "cmg": "full"}        # the method whose pick the others are contrasted with
 
 def effective_variants(P: dict, wing: str, bench: str) -> dict:
     "Each variant of `wing` with the values it runs with on `bench`, merged by the runner (`mla_cmg.runner.resolve`: common, by_benchmark, the entry)."
@@ -178,12 +231,13 @@ def sweep_report(P: dict, runs_root="runs", out_dir="results") -> list:
             if not pts: continue
             seeds = {p: list((variants.get(p) or {}).get("seeds") or P.get("seeds") or [0]) for p in pts}
             # a point is matched to its base on the values the runs use: `lr: 0.001` equal to `common.lr` is no change
-            groups = sweep_table(effective_variants(P, wing, bench), sweep_points(runs_root, wing, bench, pts, seeds))
+            groups = decide(sweep_table(effective_variants(P, wing, bench), sweep_points(runs_root, wing, bench, pts, seeds)))
+            contrasts = pick_contrasts(groups, REFERENCE[wing])
             stem = Path(out_dir, "tables", f"sweep_{wing}_{bench}")
             title = f"{wing.upper()} protocol sweep on {bench}"
-            md = sweep_markdown(groups, title)
+            md = sweep_markdown(groups, title, contrasts=contrasts)
             atomic_write_text(stem.with_suffix(".md"), md + "\n")
-            save_json(stem.with_suffix(".json"), sweep_json(groups))
+            save_json(stem.with_suffix(".json"), sweep_json(groups, contrasts))
             fig = sweep_figure(groups, ylabel=("val zero-shot accuracy (%)" if wing == "cmg" else "val multimodal accuracy (%)"),
                                title=title)
             save_fig(fig, Path(out_dir, "figures", f"sweep_{wing}_{bench}.png"))

@@ -2,6 +2,7 @@
 
     python scripts/run_profile.py smoke [--keep] [--workdir DIR]          # make smoke: the checks below
     python scripts/run_profile.py evidence --results results/evidence     # make evidence: the wider grids
+    python scripts/run_profile.py evidence --results results/evidence --report-from RUNS   # report kept runs again
 
 The copy holds the files git tracks plus untracked, non-ignored files (so uncommitted work is tested), and the
 fetched wheels in data/raw when this checkout has them (the fetch stage then finds them up to date).
@@ -12,6 +13,10 @@ With `--checks` (the default for `smoke`): a second `dvc repro` must find nothin
 training stage must reproduce its dvc.lock entry exactly (nothing time-dependent in a hashed output); and
 `dvc push` / `dvc pull` must restore every cached output (checked file by file, then `dvc status` must be clean).
 Prints the wall time of each step. Used by tests/test_pipeline.py, `make smoke` and `make evidence`.
+
+With `--report-from RUNS` (the `runs/` folder of a kept copy, `--keep`): no copy and no training; the report stage's
+command runs on the profile's params over those runs' records, so a change to the report code reaches committed evidence
+without retraining. Its tables compare against DEST's committed tables (results/drift.md).
 """
 import argparse, os, shutil, subprocess, sys, tempfile, time
 from pathlib import Path
@@ -81,6 +86,35 @@ def checks(dvc, work, env, times):
     times["push_pull"] = time.time() - t
 
 
+def copy_results(src: Path, dest: Path) -> None:
+    "The report's tables, figures and summaries from `src` (a results/ folder) to `dest`."
+    for part in ("tables", "figures"):
+        shutil.rmtree(dest / part, ignore_errors=True)
+        shutil.copytree(src / part, dest / part)
+    for f in ("summary.md", "findings.md", "verdicts.md", "drift.md"):
+        if (src / f).exists(): shutil.copy2(src / f, dest / f)
+
+
+def report_from(profile: str, runs: Path, dest: Path) -> int:
+    "The report stage's command on profile `profile` over the records in `runs`, its results copied to `dest`."
+    if not (runs / "mla").is_dir() and not (runs / "cmg").is_dir():
+        raise SystemExit(f"{runs}: no mla/ or cmg/ run records here; pass the runs/ folder of a copy kept with --keep")
+    with tempfile.TemporaryDirectory(prefix=f"mla_cmg-report-{profile}-") as tmp:
+        tmp = Path(tmp)
+        params = apply_profile(yaml.safe_load((ROOT / "params.yaml").read_text()), profile)
+        (tmp / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+        out = tmp / "results"
+        if dest.exists():                                      # the committed tables: what results/drift.md compares with
+            shutil.copytree(dest / "tables", out / "tables") if (dest / "tables").is_dir() else None
+        t = time.time()
+        sh([sys.executable, "-m", "mla_cmg.runner", "--notebook", "nbs/experiments/report.ipynb", "--out", str(tmp / "report.ipynb"),
+            "--set", f"params_file={tmp / 'params.yaml'}", "--set", f"runs_root={runs.resolve()}", "--set", f"out_dir={out}",
+            "--set", "prepared=data/prepared"], ROOT)
+        copy_results(out, dest)
+    print(f"profile {profile} reported from {runs} into {dest} in {time.time() - t:.1f}s")
+    return 0
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("profile", nargs="?", default="smoke", help="a key of params.yaml's `profiles`")
@@ -89,7 +123,11 @@ def main(argv=None):
     ap.add_argument("--results", default=None, help="copy the copy's results/ (tables, figures, summary) here")
     ap.add_argument("--checks", action=argparse.BooleanOptionalAction, default=None,
                     help="the reproducibility checks (default: on for the smoke profile only)")
+    ap.add_argument("--report-from", default=None, metavar="RUNS", help="report these runs again (no copy, no training)")
     a = ap.parse_args(argv)
+    if a.report_from:
+        if not a.results: ap.error("--report-from needs --results DEST")
+        return report_from(a.profile, Path(a.report_from), Path(a.results))
     work = Path(a.workdir or tempfile.mkdtemp(prefix=f"mla_cmg-{a.profile}-"))
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
            "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
@@ -99,13 +137,7 @@ def main(argv=None):
         t = time.time(); make_copy(work, a.profile); times["copy"] = time.time() - t
         t = time.time(); r = sh([dvc, "repro"], work, env); times["repro"] = time.time() - t
         if a.checks if a.checks is not None else a.profile == "smoke": checks(dvc, work, env, times)
-        if a.results:
-            dest = Path(a.results)
-            for part in ("tables", "figures"):
-                shutil.rmtree(dest / part, ignore_errors=True)
-                shutil.copytree(work / "results" / part, dest / part)
-            for f in ("summary.md", "findings.md", "verdicts.md", "drift.md"):
-                if (work / "results" / f).exists(): shutil.copy2(work / "results" / f, dest / f)
+        if a.results: copy_results(work / "results", Path(a.results))
         print(f"profile {a.profile} OK: " + ", ".join(f"{k} {v:.1f}s" for k, v in times.items()))
         print(r.stdout[-1500:])
         return 0
