@@ -780,7 +780,7 @@ def figure_captions(P: dict) -> dict:
         caps["mla_tsne.png"] = (f"{' against '.join(shown)} on `{b0}`: {tsne}; encoder features of the test split, seed {seeds[0]} "
                                 f"(stages `mla@{b0}-joint`, `mla@{b0}-mla`; {mla_proto}).")
         caps["mla_gap.png"] = (f"Modality gap ‖mean(normalised h_a) − mean(normalised h_b)‖ on the test split, mean ± std over seeds {s}, "
-                               f"for each variant ({', '.join(variants)}) on {', '.join(f'`{b}`' for b in benches)} "
+                               f"for each method ({', '.join(MLA_LABELS.get(v, v) for v in variants)}) on {', '.join(f'`{b}`' for b in benches)} "
                                f"(stages `mla@<benchmark>-<variant>`; {mla_proto}).")
         for b in benches:
             caps[f"mla_curves_{b}.png"] = (f"Per-modality test accuracy of the head read-out after every epoch, joint training against MLA "

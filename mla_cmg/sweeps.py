@@ -180,33 +180,36 @@ def sweep_json(groups: dict, contrasts: list | None = None) -> dict:
     return {**{b: {k: g[k] for k in keys if k in g} for b, g in groups.items()}, **({"_pick_contrasts": contrasts} if contrasts else {})}
 
 def sweep_figure(groups: dict, ylabel: str = "validation score (%)", title: str = "", scale: float = 100.0, ncols: int = 2):
-    "Sensitivity of the score to each knob of the largest base group, one panel per knob in a grid `ncols` wide; other bases' protocols as reference lines; the legend under the grid."
+    "Sensitivity of the score to every swept knob of every base, one panel per (base, knob) in a grid `ncols` wide: mean ± std against the knob's value, the protocol starred; bases with nothing swept (e.g. no CLUB) as reference lines; the legend under the grid."
     import matplotlib.pyplot as plt
-    main = max(groups, key=lambda b: len(groups[b]["rows"]))
-    g = groups[main]
-    prot = next((r for r in g["rows"] if r["point"] == g["protocol"]), None)
-    pcfg = (prot or {}).get("config") or {}
-    knobs = list(dict.fromkeys(k for r in g["rows"] for k in r["knobs"]))
-    ncols = min(ncols, max(1, len(knobs))); nrows = -(-max(1, len(knobs)) // ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(4 * ncols, 3 * nrows + 0.8), squeeze=False, sharey=True, layout="constrained")
-    for ax, k in zip(axes.flat, knobs):
+    panels = [(b, k) for b, g in groups.items() for k in dict.fromkeys(k for r in g["rows"] for k in r["knobs"])]
+    refs = [(b, next(r for r in g["rows"] if r["point"] == g["protocol"])) for b, g in groups.items()
+            if g["protocol"] and not any(r["knobs"] for r in g["rows"])]
+    ncols = min(ncols, max(1, len(panels))); nrows = -(-max(1, len(panels)) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4 * ncols, 3 * nrows + 0.8), squeeze=False, layout="constrained")
+    for ax, (b, k) in zip(axes.flat, panels):
+        g = groups[b]
+        prot = next((r for r in g["rows"] if r["point"] == g["protocol"]), None)
+        pcfg = (prot or {}).get("config") or {}
         pts = [r for r in g["rows"] if set(r["knobs"]) <= {k}]
         xs = [r["knobs"].get(k, pcfg.get(k)) for r in pts]
-        keep = [i for i, x in enumerate(xs) if x is not None]
-        order = sorted(keep, key=lambda i: xs[i])
+        order = sorted((i for i, x in enumerate(xs) if isinstance(x, (int, float))), key=lambda i: xs[i])
         ax.errorbar([xs[i] for i in order], [scale * pts[i]["mean"] for i in order],
-                    yerr=[scale * pts[i]["std"] for i in order], marker="o", capsize=3, color="C0")
-        if prot is not None and pcfg.get(k) is not None:
+                    yerr=[scale * pts[i]["std"] for i in order], marker="o", capsize=3, color="C0", label="sweep (mean ± std)")
+        if prot is not None and isinstance(pcfg.get(k), (int, float)):
             ax.plot([pcfg[k]], [scale * prot["mean"]], marker="*", ms=14, color="C3", ls="none", label="protocol")
-        for j, (b, other) in enumerate((b, o) for b, o in groups.items() if b != main and o["protocol"]):
-            r = next(r for r in other["rows"] if r["point"] == other["protocol"])
-            ax.axhline(scale * r["mean"], ls="--", color=f"C{j + 1}", lw=1, label=b)
-        ax.set_xlabel(k); ax.grid(alpha=.3)
-    for ax in axes[:, 0]: ax.set_ylabel(ylabel)
-    for ax in axes.flat[len(knobs):]: ax.axis("off")
+        vals = [xs[i] for i in order]
+        if vals and min(vals) > 0 and max(vals) / min(vals) >= 10:
+            from matplotlib.ticker import NullFormatter
+            ax.set_xscale("log"); ax.xaxis.set_minor_formatter(NullFormatter())
+        if vals: ax.set_xticks(sorted(set(vals)), [f"{v:g}" for v in sorted(set(vals))])
+        for j, (rb, r) in enumerate(refs):
+            ax.axhline(scale * r["mean"], ls="--", color=f"C{j + 1}", lw=1, label=f"{rb} (protocol)")
+        ax.set_title(f"`{b}`: {k}"); ax.set_xlabel(k); ax.set_ylabel(ylabel); ax.grid(alpha=.3)
+    for ax in axes.flat[len(panels):]: ax.axis("off")
     h, l = axes[0][0].get_legend_handles_labels()
     if h: fig.legend(h, l, loc="outside lower center", ncols=min(4, len(h)), frameon=False)
-    fig.suptitle(title or f"sensitivity around the `{main}` protocol")
+    fig.suptitle(title or "sensitivity around the protocol")
     return fig
 
 # %% ../nbs/40b_sweeps.ipynb #c015
