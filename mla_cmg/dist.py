@@ -148,10 +148,13 @@ def shard_batches(n: int, batch_size: int, seed: int, epoch: int, rank: int = 0,
     "Rank `rank`'s index lists for epoch `epoch`: the slice of each global batch of `batch_size` (see above)."
     if world < 1 or not 0 <= rank < world: raise ValueError(f"need 0 <= rank < world, got rank={rank}, world={world}")
     if batch_size % world:
-        raise ValueError(f"batch_size {batch_size} must be divisible by the number of processes {world} "
-                         f"(per-rank batch = batch_size / world); choose e.g. {batch_size - batch_size % world or world}")
+        raise ValueError(
+            f"batch_size {batch_size} must be divisible by the number of processes {world} "
+            f"(per-rank batch = batch_size / world); choose e.g. {batch_size - batch_size % world or world}"
+        )
     g = torch.Generator(); g.manual_seed(seed * 1_000_003 + epoch)      # the generator make_loader shuffles with
-    torch.empty((), dtype=torch.int64).random_(generator=g)              # the DataLoader iterator's base seed comes first
+    # the DataLoader iterator's base seed comes first
+    torch.empty((), dtype=torch.int64).random_(generator=g)
     perm = torch.randperm(n, generator=g).tolist()                       # then RandomSampler's permutation
     out = []
     for s in range(0, n, batch_size):

@@ -32,7 +32,8 @@ class Col:
     key: str
     scale: float = 100.0
     digits: int = 1
-    on: str | None = None        # the modality the column scores ('{b}', '{m}', 'concat'): its raw-feature probe is the ceiling
+    # the modality the column scores ('{b}', '{m}', 'concat'): its raw-feature probe is the ceiling
+    on: str | None = None
     chance: str | None = None    # 'majority' | 'sum_p2' | a metric key (template) the runs record
 
 def expand(cols: list, mods: list, ks=()) -> list:
@@ -47,10 +48,18 @@ def expand(cols: list, mods: list, ks=()) -> list:
         out += [Col(f(c.label, s), f(c.key, s), c.scale, c.digits, f(c.on, s), f(c.chance, s)) for s in subs]
     return out
 
-MLA_COLUMNS = [Col("{m} (head)", "acc_{m}", on="{m}", chance="majority"), Col("{m} (probe)", "probe_{m}", on="{m}", chance="majority"),
-               Col("multimodal", "acc_multimodal", on="concat", chance="majority"), Col("macro-F1", "f1_macro")]
-CMG_COLUMNS = [Col("{a}→{b}", "xmod_acc_{a}_to_{b}", on="{b}", chance="majority"), Col("in {m}", "inmod_acc_{m}", on="{m}", chance="majority"),
-               Col("ppl {m}", "test_perplexity_{m}", scale=1.0), Col("used by both (%)", "test_used_all")]
+MLA_COLUMNS = [
+    Col("{m} (head)", "acc_{m}", on="{m}", chance="majority"),
+    Col("{m} (probe)", "probe_{m}", on="{m}", chance="majority"),
+    Col("multimodal", "acc_multimodal", on="concat", chance="majority"),
+    Col("macro-F1", "f1_macro"),
+]
+CMG_COLUMNS = [
+    Col("{a}→{b}", "xmod_acc_{a}_to_{b}", on="{b}", chance="majority"),
+    Col("in {m}", "inmod_acc_{m}", on="{m}", chance="majority"),
+    Col("ppl {m}", "test_perplexity_{m}", scale=1.0),
+    Col("used by both (%)", "test_used_all"),
+]
 CMG_LOCRET_COLUMNS = [Col("loc prec {a}→{b}", "loc_prec_{a}_to_{b}"), Col("loc F1 {a}→{b}", "loc_f1_{a}_to_{b}"),
                       Col("loc prec in {m}", "inmod_loc_prec_{m}"), Col("loc F1 in {m}", "inmod_loc_f1_{m}"),
                       Col("R@{k} {a}→{b}", "recall@{k}_{a}_to_{b}", chance="recall@{k}_chance"),
@@ -86,8 +95,16 @@ def cell(summary: dict | None, key: str, scale: float = 100.0, digits: int = 1) 
     return "–" if m is None else f"{m['mean'] * scale:.{digits}f} ± {m['std'] * scale:.{digits}f}"
 
 def _cell_js(m: dict, scale: float, digits: int) -> dict:
-    return {"mean": m["mean"], "std": m["std"], "n": m["n"], "values": m.get("values"), "seeds": m.get("seeds"),
-            "scale": scale, "digits": digits, **({"collapsed_seeds": m["collapsed_seeds"]} if "collapsed_seeds" in m else {})}
+    return {
+        "mean": m["mean"],
+        "std": m["std"],
+        "n": m["n"],
+        "values": m.get("values"),
+        "seeds": m.get("seeds"),
+        "scale": scale,
+        "digits": digits,
+        **({"collapsed_seeds": m["collapsed_seeds"]} if "collapsed_seeds" in m else {}),
+    }
 
 def _as_cols(columns) -> list:
     if isinstance(columns, dict):
@@ -100,7 +117,8 @@ def mark_collapsed(rows: dict, cols: list, chance: dict, ceiling: dict, split_st
     for r, s in rows.items():
         for c in cols:
             m = _metric(s, c.key)
-            if m is None or c.label not in chance or c.label not in ceiling or m["std"] <= split_std or not m.get("values"): continue
+            if m is None or c.label not in chance or c.label not in ceiling or m["std"] <= split_std or not m.get("values"):
+                continue
             if ceiling[c.label] <= chance[c.label]: continue
             flags = stats.collapsed(m["values"], chance[c.label], ceiling[c.label])
             seeds = m.get("seeds") or list(range(len(flags)))
@@ -112,7 +130,11 @@ def mark_collapsed(rows: dict, cols: list, chance: dict, ceiling: dict, split_st
 def results_table(rows: dict, columns, scale: float = 100.0, digits: int = 1, row_header: str = "method",
                   refs: dict | None = None, drop_empty: bool = False) -> tuple[str, dict]:
     "Markdown table and JSON of `rows = {label: summary}`, `columns` (list of `Col`, or `{label: key | (key, scale, digits)}`) and reference rows `refs = {label: {column: value}}`."
-    cols = _as_cols(columns) if not isinstance(columns, dict) else [Col(c, k, scale, digits) if isinstance(k, str) else Col(c, *k) for c, k in columns.items()]
+    cols = (
+        _as_cols(columns)
+        if not isinstance(columns, dict)
+        else [Col(c, k, scale, digits) if isinstance(k, str) else Col(c, *k) for c, k in columns.items()]
+    )
     if drop_empty: cols = [c for c in cols if any(_metric(s, c.key) for s in rows.values())]
     lines = ["| " + " | ".join([row_header, *(c.label for c in cols)]) + " |", "|" + "---|" * (len(cols) + 1)]
     js = {}
@@ -121,10 +143,25 @@ def results_table(rows: dict, columns, scale: float = 100.0, digits: int = 1, ro
         js[r] = {c.label: (_cell_js(m, c.scale, c.digits) if (m := _metric(s, c.key)) else None) for c in cols}
     for r, vals in (refs or {}).items():
         if not any(c.label in vals for c in cols): continue
-        lines.append("| " + " | ".join([f"*{r}*", *(f"{vals[c.label] * c.scale:.{c.digits}f}" if c.label in vals else "" for c in cols)]) + " |")
-        js[r] = {c.label: {"value": vals[c.label], "scale": c.scale, "digits": c.digits, "reference": True} for c in cols if c.label in vals}
-    n = sorted({m["n"] for s in rows.values() if s for m in s.get("metrics", s).values() if isinstance(m, dict) and "n" in m})
-    note = f"\n\nmean ± std over {', '.join(map(str, n))} seed(s)" + ("; *italic* rows: references (single numbers)." if refs and any(refs.values()) else ".") if n else ""
+        lines.append(
+            "| "
+            + " | ".join([f"*{r}*", *(f"{vals[c.label] * c.scale:.{c.digits}f}" if c.label in vals else "" for c in cols)])
+            + " |"
+        )
+        js[r] = {
+            c.label: {"value": vals[c.label], "scale": c.scale, "digits": c.digits, "reference": True}
+            for c in cols
+            if c.label in vals
+        }
+    n = sorted(
+        {m["n"] for s in rows.values() if s for m in s.get("metrics", s).values() if isinstance(m, dict) and "n" in m}
+    )
+    note = (
+        f"\n\nmean ± std over {', '.join(map(str, n))} seed(s)"
+        + ("; *italic* rows: references (single numbers)." if refs and any(refs.values()) else ".")
+        if n
+        else ""
+    )
     return "\n".join(lines) + note + "\n", js
 
 def write_table(path_stem, md: str, js: dict, title: str = "") -> None:
@@ -149,8 +186,15 @@ def reference_rows(cols: list, sheet: dict, rows: dict) -> tuple[dict, dict]:
     majority = float(cnt.max() / cnt.sum()) if cnt is not None else first("chance_acc")
     chance, raw, late = {}, {}, {}
     for c in cols:
-        v = (majority if c.chance == "majority" else float(((cnt / cnt.sum()) ** 2).sum()) if c.chance == "sum_p2" and cnt is not None
-             else first(c.chance) if c.chance and c.chance not in ("majority", "sum_p2") else None)
+        v = (
+            majority
+            if c.chance == "majority"
+            else float(((cnt / cnt.sum()) ** 2).sum())
+            if c.chance == "sum_p2" and cnt is not None
+            else first(c.chance)
+            if c.chance and c.chance not in ("majority", "sum_p2")
+            else None
+        )
         if v is not None: chance[c.label] = v
         if c.on in probe: raw[c.label] = float(probe[c.on])
         if c.on == "concat" and "late_fusion" in probe: late[c.label] = float(probe["late_fusion"])
@@ -170,9 +214,11 @@ def split_interval(rows: dict, cols: list, n_test: int | None, conf: float = 0.9
     if not n_test or not accs: return "", {}
     p = float(np.median(accs)); hw = stats.binomial_halfwidth(p, n_test, conf); lo, hi = stats.wilson(p, n_test, conf)
     js = {"n_test": int(n_test), "accuracy": p, "conf": conf, "halfwidth": hw, "wilson_lo": lo, "wilson_hi": hi}
-    return (f"Test split{f' of {name}' if name else ''}: {n_test} samples, the same for every seed. At this table's median accuracy {100 * p:.1f} % one accuracy has a "
-            f"binomial {100 * conf:.0f} % half-width of ± {100 * hw:.1f} points (Wilson interval [{100 * lo:.1f}, {100 * hi:.1f}]); "
-            "the seed std does not include this sampling error of the split."), js
+    return (
+        f"Test split{f' of {name}' if name else ''}: {n_test} samples, the same for every seed. At this table's median accuracy {100 * p:.1f} % one accuracy has a "
+        f"binomial {100 * conf:.0f} % half-width of ± {100 * hw:.1f} points (Wilson interval [{100 * lo:.1f}, {100 * hi:.1f}]); "
+        "the seed std does not include this sampling error of the split."
+    ), js
 
 # %% ../nbs/41_report.ipynb #c006
 CMG_LABELS = {"full": "Uni-Code (full)", "full_paper_club": "full, paper's CLUB schedule (weight 1 from step 0)",
@@ -188,7 +234,15 @@ def cmg_columns(mods: list) -> dict:
 
 def retrieval_ks(summaries) -> list:
     "The retrieval cut-offs k the runs recorded (`recall@<k>_chance`), ascending."
-    return sorted({int(m.group(1)) for s in summaries if s for k in s.get("metrics", {}) if (m := re.fullmatch(r"recall@(\d+)_chance", k))})
+    return sorted(
+        {
+            int(m.group(1))
+            for s in summaries
+            if s
+            for k in s.get("metrics", {})
+            if (m := re.fullmatch(r"recall@(\d+)_chance", k))
+        }
+    )
 
 # %% ../nbs/41_report.ipynb #c009
 ALPHA, POWER = 0.05, 0.8
@@ -209,8 +263,15 @@ class Comparison:
 
 def _arm(name: str, m: dict | None) -> dict:
     if m is None: return {"name": name}
-    return {"name": name, "mean": m["mean"], "std": m["std"], "n": m["n"], "values": m.get("values"), "seeds": m.get("seeds"),
-            **({"collapsed_seeds": m["collapsed_seeds"]} if "collapsed_seeds" in m else {})}
+    return {
+        "name": name,
+        "mean": m["mean"],
+        "std": m["std"],
+        "n": m["n"],
+        "values": m.get("values"),
+        "seeds": m.get("seeds"),
+        **({"collapsed_seeds": m["collapsed_seeds"]} if "collapsed_seeds" in m else {}),
+    }
 
 def _matched(ca: dict, cb: dict) -> tuple[list, list, list]:
     sa, sb = ca.get("seeds") or list(range(len(ca["values"]))), cb.get("seeds") or list(range(len(cb["values"])))
@@ -221,8 +282,17 @@ def test_block(comps: list, block: str, alpha: float = ALPHA, power: float = POW
     "Test every comparison of a block (Welch or paired), Holm-adjust within each claim (its testable comparisons: the family), label each with `stats.verdict`."
     recs, live = [], []
     for c in comps:
-        r = {"block": block, "claim": c.claim, "where": c.where, "label": c.label, "what": c.what, "direction": c.direction,
-             "arm_a": _arm(c.a, c.ca), "arm_b": _arm(c.b, c.cb), "kind": "paired" if c.paired else "welch"}
+        r = {
+            "block": block,
+            "claim": c.claim,
+            "where": c.where,
+            "label": c.label,
+            "what": c.what,
+            "direction": c.direction,
+            "arm_a": _arm(c.a, c.ca),
+            "arm_b": _arm(c.b, c.cb),
+            "kind": "paired" if c.paired else "welch",
+        }
         if c.ca is None or c.cb is None: r["untestable"] = "an arm was not run"
         elif not c.ca.get("values") or not c.cb.get("values"): r["untestable"] = "no per-seed values"
         else:
@@ -239,13 +309,22 @@ def test_block(comps: list, block: str, alpha: float = ALPHA, power: float = POW
                 live.append((r, t, plan))
             except ValueError as e: r["untestable"] = str(e).split(";")[0]
         recs.append(r)
-    for claim in dict.fromkeys(r["claim"] for r, _, _ in live):      # the family: one claim's comparisons, over benchmarks
+    # the family: one claim's comparisons, over benchmarks
+    for claim in dict.fromkeys(r["claim"] for r, _, _ in live):
         fam = [x for x in live if x[0]["claim"] == claim]
         m = len(fam)
         for (r, t, plan), pa in zip(fam, stats.holm([t.p for _, t, _ in fam])):
             mdd = plan(alpha / m)
-            r.update(p_holm=float(pa), m=m, mdd=mdd, alpha=alpha, power=power, p_floor=0.001,
-                     verdict=stats.verdict(t.diff, float(pa), mdd, r["direction"], alpha), describe=stats.describe(t, float(pa)))
+            r.update(
+                p_holm=float(pa),
+                m=m,
+                mdd=mdd,
+                alpha=alpha,
+                power=power,
+                p_floor=0.001,
+                verdict=stats.verdict(t.diff, float(pa), mdd, r["direction"], alpha),
+                describe=stats.describe(t, float(pa)),
+            )
     for r in recs:
         if "untestable" in r: r["verdict"] = f"not testable ({r['untestable']})"
     return recs
@@ -262,10 +341,14 @@ def claims_md(recs: list) -> str:
     if not recs: return ""
     n = sum("m" in r for r in recs)
     fams = {r["claim"]: r["m"] for r in recs if "m" in r}
-    out = [f"{n} comparison(s)" + (f" ({len(recs) - n} more not testable)" if len(recs) > n else "")
-           + f", {len(fams)} claim(s); Holm–Bonferroni within each claim (its family: that claim's comparisons on every "
-           f"benchmark, m = {'/'.join(str(m) for m in fams.values())}), α = {ALPHA}; a null verdict states the smallest difference "
-           f"this design detects with {POWER:.0%} power at Holm's strictest level α/m (noncentral t).", ""]
+    out = [
+        f"{n} comparison(s)"
+        + (f" ({len(recs) - n} more not testable)" if len(recs) > n else "")
+        + f", {len(fams)} claim(s); Holm–Bonferroni within each claim (its family: that claim's comparisons on every "
+        f"benchmark, m = {'/'.join(str(m) for m in fams.values())}), α = {ALPHA}; a null verdict states the smallest difference "
+        f"this design detects with {POWER:.0%} power at Holm's strictest level α/m (noncentral t).",
+        "",
+    ]
     for claim in dict.fromkeys(r["claim"] for r in recs):
         rs = [r for r in recs if r["claim"] == claim]
         out.append(f"- *{claim}* ({rs[0]['where']}):")
@@ -285,13 +368,39 @@ CMG_CLAIMS = [  # (row compared with full, the paper's claim, where the paper sa
 ]
 
 CMG_MECHANISMS = [  # (the model with the component, the row without it, what the component is for, where, the metric, +1: first higher)
-    ("full", "no_club", "CLUB removes the modality-specific nuisance from the codes", "§3.2 (DCID)",
-     Col("nuisance in codes {m} (R², %)", "nuis_r2_{m}"), -1),
+    (
+        "full",
+        "no_club",
+        "CLUB removes the modality-specific nuisance from the codes",
+        "§3.2 (DCID)",
+        Col("nuisance in codes {m} (R², %)", "nuis_r2_{m}"),
+        -1,
+    ),
     # the same with a specific branch too narrow to hold everything the decoder needs, where nuisance reaches the codes
-    ("full_spec4", "no_club_spec4", "CLUB removes the modality-specific nuisance from the codes (narrow specific branch)",
-     "§3.2 (DCID)", Col("nuisance in codes {m} (R², %)", "nuis_r2_{m}"), -1),
-    ("full", "no_cpc", "Cross-CPC aligns the two modalities' codes in time", "§3.2 (DCID)", Col("code agreement {a}→{b}", "align_{a}_to_{b}"), 1),
-    ("full", "no_mmema", "MM-EMA makes the modalities use the same codes", "§3.3", Col("used by both", "test_used_all"), 1),
+    (
+        "full_spec4",
+        "no_club_spec4",
+        "CLUB removes the modality-specific nuisance from the codes (narrow specific branch)",
+        "§3.2 (DCID)",
+        Col("nuisance in codes {m} (R², %)", "nuis_r2_{m}"),
+        -1,
+    ),
+    (
+        "full",
+        "no_cpc",
+        "Cross-CPC aligns the two modalities' codes in time",
+        "§3.2 (DCID)",
+        Col("code agreement {a}→{b}", "align_{a}_to_{b}"),
+        1,
+    ),
+    (
+        "full",
+        "no_mmema",
+        "MM-EMA makes the modalities use the same codes",
+        "§3.3",
+        Col("used by both", "test_used_all"),
+        1,
+    ),
     ("full", "no_reset", "the reset leaves fewer codes unused", "§3.3", Col("unused codes", "test_used_none"), -1),
 ]
 
@@ -327,15 +436,23 @@ class Runs:
             f = self.root / exp / bench / f"{name}.json"
             s = load_json(f) if f.exists() else None
             if s is not None:
-                per = {int(d.name[4:]): _flat_numbers(load_json(d / "metrics.json")) for d in self.seed_dirs(exp, bench, name)
-                       if (d / "metrics.json").exists()}
+                per = {
+                    int(d.name[4:]): _flat_numbers(load_json(d / "metrics.json"))
+                    for d in self.seed_dirs(exp, bench, name)
+                    if (d / "metrics.json").exists()
+                }
                 if per:
                     mets = {}
                     for k in dict.fromkeys(k for p in per.values() for k in p):
                         seeds = [sd for sd, p in per.items() if k in p]
                         v = np.array([per[sd][k] for sd in seeds])
-                        mets[k] = {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if len(v) > 1 else 0.0, "n": int(len(v)),
-                                   "values": v.tolist(), "seeds": seeds}
+                        mets[k] = {
+                            "mean": float(v.mean()),
+                            "std": float(v.std(ddof=1)) if len(v) > 1 else 0.0,
+                            "n": int(len(v)),
+                            "values": v.tolist(),
+                            "seeds": seeds,
+                        }
                     s = {**s, "metrics": mets}
                 elif s.get("seeds"):
                     for m in s.get("metrics", {}).values():
@@ -360,39 +477,77 @@ def read_csv_rows(path) -> list:
         return [{k: float(v) for k, v in r.items() if v not in ("", None)} for r in csv.DictReader(fh)]
 
 # %% ../nbs/41_report.ipynb #c014
-MLA_LABELS = {"joint": "Joint (concat)", "joint_mlp": "Joint (MLP fusion head)", "ogm_ge": "OGM-GE",
-              "ume": "UME (unimodal ensemble)", "mla_nohgm": "MLA w/o HGM", "mla": "MLA (HGM + DF)",
-              "mla_official": "MLA, released HGM formula", "sgd_mla": "MLA (HGM + DF), SGD", "sgd_mla_nohgm": "MLA w/o HGM, SGD",
-              "sgd_joint": "Joint (concat), SGD", "sgd_ume": "UME, SGD"}
+MLA_LABELS = {
+    "joint": "Joint (concat)",
+    "joint_mlp": "Joint (MLP fusion head)",
+    "ogm_ge": "OGM-GE",
+    "ume": "UME (unimodal ensemble)",
+    "mla_nohgm": "MLA w/o HGM",
+    "mla": "MLA (HGM + DF)",
+    "mla_official": "MLA, released HGM formula",
+    "sgd_mla": "MLA (HGM + DF), SGD",
+    "sgd_mla_nohgm": "MLA w/o HGM, SGD",
+    "sgd_joint": "Joint (concat), SGD",
+    "sgd_ume": "UME, SGD",
+}
 MLA_FUSION = {"per-sample DF (paper)": "acc_fuse_sample", "per-batch DF (released code)": "acc_fuse_batch",
               "fixed 0.55 / 0.45 (released default)": "acc_fuse_fixed", "mean of logits": "acc_fuse_mean"}
 MLA_ABLATION = {"w/o HGM, w/o DF": ("mla_nohgm", "acc_fuse_fixed"), "HGM only": ("mla", "acc_fuse_fixed"),
                 "DF only": ("mla_nohgm", "acc_fuse_sample"), "HGM + DF (full)": ("mla", "acc_fuse_sample")}
-MLA_FUSED = ("mla", "mla_nohgm", "ume", "sgd_mla", "sgd_mla_nohgm", "sgd_ume")    # variants whose runs record every fusion rule
+# variants whose runs record every fusion rule
+MLA_FUSED = ("mla", "mla_nohgm", "ume", "sgd_mla", "sgd_mla_nohgm", "sgd_ume")
 # (claim, where the paper says it, (variant, metric) of the arm the paper says is higher, (variant, metric) of the other).
 # '{weak}' is the modality that is weaker alone (UME's members). The same variant in both arms: the same trained models, paired.
 MLA_CLAIMS = [
     ("MLA beats joint training", "Table 1", ("mla", "acc_multimodal"), ("joint", "acc_multimodal")),
     ("MLA beats OGM-GE", "Table 1", ("mla", "acc_multimodal"), ("ogm_ge", "acc_multimodal")),
-    ("MLA removes the weak modality's laziness (its block of the head, MLA vs joint training)", "Fig. 1, Table 1",
-     ("mla", "acc_{weak}"), ("joint", "acc_{weak}")),
-    ("MLA removes the weak modality's laziness (a linear probe on its frozen encoder, MLA vs joint training)", "Fig. 1, Table 1",
-     ("mla", "probe_{weak}"), ("joint", "probe_{weak}")),
-    ("HGM helps (MLA against MLA without HGM, both with DF)", "Table 3", ("mla", "acc_multimodal"), ("mla_nohgm", "acc_multimodal")),
-    ("DF helps (per-sample DF against the fixed weights on the same trained MLA models)", "Table 3",
-     ("mla", "acc_fuse_sample"), ("mla", "acc_fuse_fixed")),
+    (
+        "MLA removes the weak modality's laziness (its block of the head, MLA vs joint training)",
+        "Fig. 1, Table 1",
+        ("mla", "acc_{weak}"),
+        ("joint", "acc_{weak}"),
+    ),
+    (
+        "MLA removes the weak modality's laziness (a linear probe on its frozen encoder, MLA vs joint training)",
+        "Fig. 1, Table 1",
+        ("mla", "probe_{weak}"),
+        ("joint", "probe_{weak}"),
+    ),
+    (
+        "HGM helps (MLA against MLA without HGM, both with DF)",
+        "Table 3",
+        ("mla", "acc_multimodal"),
+        ("mla_nohgm", "acc_multimodal"),
+    ),
+    (
+        "DF helps (per-sample DF against the fixed weights on the same trained MLA models)",
+        "Table 3",
+        ("mla", "acc_fuse_sample"),
+        ("mla", "acc_fuse_fixed"),
+    ),
 ]
 MLA_MISSING_CLAIMS = [("MLA beats {other} with missing modalities", "Table 2", "mla", o) for o in ("joint", "ume")]
 
 def _what(key: str) -> str:
     inv = {v: k for k, v in MLA_FUSION.items()}
-    return ("multimodal" if key == "acc_multimodal" else inv[key] if key in inv else f"{key[6:]} (probe)" if key.startswith("probe_")
-            else f"{key[4:]} (head)" if key.startswith("acc_") else key)
+    return (
+        "multimodal"
+        if key == "acc_multimodal"
+        else inv[key]
+        if key in inv
+        else f"{key[6:]} (probe)"
+        if key.startswith("probe_")
+        else f"{key[4:]} (head)"
+        if key.startswith("acc_")
+        else key
+    )
 
 def weak_modality(runs, bench: str) -> str | None:
     "The modality that is weaker alone: the lowest accuracy among UME's members (each trained on its modality alone)."
     u = (runs.summary("mla", bench, "ume") or {}).get("metrics", {})
-    acc = {k[4:]: v["mean"] for k, v in u.items() if k.startswith("acc_") and not k.startswith(("acc_fuse", "acc_multimodal"))}
+    acc = {
+        k[4:]: v["mean"] for k, v in u.items() if k.startswith("acc_") and not k.startswith(("acc_fuse", "acc_multimodal"))
+    }
     return min(acc, key=acc.get) if acc else None
 
 def mla_claims(runs: Runs, benches: list, variants: list, missing: dict | None = None) -> tuple[str, list]:
@@ -406,16 +561,36 @@ def mla_claims(runs: Runs, benches: list, variants: list, missing: dict | None =
             ka_, kb_ = ka.format(weak=w), kb.format(weak=w)
             if va not in variants or vb not in variants: continue
             name = lambda v, k: MLA_LABELS.get(v, v) + (f", {_what(k)}" if va == vb else "")
-            comps.append(Comparison(claim, where, b, _what(ka_) if ka_ == kb_ else f"{_what(ka_)} vs {_what(kb_)}",
-                                    name(va, ka_), name(vb, kb_), _metric(S(b, va), ka_), _metric(S(b, vb), kb_), paired=va == vb))
+            comps.append(
+                Comparison(
+                    claim,
+                    where,
+                    b,
+                    _what(ka_) if ka_ == kb_ else f"{_what(ka_)} vs {_what(kb_)}",
+                    name(va, ka_),
+                    name(vb, kb_),
+                    _metric(S(b, va), ka_),
+                    _metric(S(b, vb), kb_),
+                    paired=va == vb,
+                )
+            )
     if missing:
         b = missing["benchmark"]
         for claim, where, va, vb in MLA_MISSING_CLAIMS:
             if va not in missing["variants"] or vb not in missing["variants"]: continue
             for r in missing["rates"]:
-                comps.append(Comparison(claim.format(other=MLA_LABELS.get(vb, vb)), where, f"{b}, {r:.0%} missing", "multimodal",
-                                        MLA_LABELS.get(va, va), MLA_LABELS.get(vb, vb), _metric(S(b, f"{va}_mr{r}"), "acc_multimodal"),
-                                        _metric(S(b, f"{vb}_mr{r}"), "acc_multimodal")))
+                comps.append(
+                    Comparison(
+                        claim.format(other=MLA_LABELS.get(vb, vb)),
+                        where,
+                        f"{b}, {r:.0%} missing",
+                        "multimodal",
+                        MLA_LABELS.get(va, va),
+                        MLA_LABELS.get(vb, vb),
+                        _metric(S(b, f"{va}_mr{r}"), "acc_multimodal"),
+                        _metric(S(b, f"{vb}_mr{r}"), "acc_multimodal"),
+                    )
+                )
     recs = test_block(comps, "MLA claims")
     return claims_md(recs), recs
 
@@ -426,14 +601,29 @@ def fusion_claims(runs: Runs, benches: list, variants: list) -> tuple[str, list]
         for v in [v for v in variants if v in MLA_FUSED]:
             s = runs.summary("mla", b, v)
             for lab, key in list(MLA_FUSION.items())[1:]:
-                comps.append(Comparison("per-sample DF beats the other test-time fusion rules (same trained models, paired by seed)",
-                                        "Table 3", f"{b}, {MLA_LABELS.get(v, v)}", "multimodal", df_label, lab,
-                                        _metric(s, df_key), _metric(s, key), paired=True))
+                comps.append(
+                    Comparison(
+                        "per-sample DF beats the other test-time fusion rules (same trained models, paired by seed)",
+                        "Table 3",
+                        f"{b}, {MLA_LABELS.get(v, v)}",
+                        "multimodal",
+                        df_label,
+                        lab,
+                        _metric(s, df_key),
+                        _metric(s, key),
+                        paired=True,
+                    )
+                )
     recs = test_block(comps, "fusion rules")
     return claims_md(recs), recs
 
 def _md_table(header: list, rows: list) -> str:
-    return "\n".join(["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + ["| " + " | ".join(r) + " |" for r in rows]) + "\n"
+    return (
+        "\n".join(
+            ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + ["| " + " | ".join(r) + " |" for r in rows]
+        )
+        + "\n"
+    )
 
 def _n_test(sheet: dict, rows: dict) -> int | None:
     n = (sheet.get("n_per_split") or {}).get("test")
@@ -448,8 +638,10 @@ def annotated_table(rows: dict, cols: list, sheet: dict, row_header: str = "meth
     md, js = results_table(rows, cols, row_header=row_header, refs=refs)
     split, sjs = split_interval(rows, cols, _n_test(sheet, rows))
     if notes:
-        md += (f"\nSeeds split (std above {100 * SPLIT_STD:.0f} points; a seed is collapsed when it is closer to the column's chance "
-               "than to its ceiling, the raw-feature probe): " + "; ".join(notes) + ".\n")
+        md += (
+            f"\nSeeds split (std above {100 * SPLIT_STD:.0f} points; a seed is collapsed when it is closer to the column's chance "
+            "than to its ceiling, the raw-feature probe): " + "; ".join(notes) + ".\n"
+        )
     if split: md += f"\n{split}\n"; js["_test_split"] = sjs
     return md, js
 
@@ -499,36 +691,61 @@ def mla_report(runs: Runs, pipe: dict, out: Path, tsne: dict | None = None, prep
             rows[MLA_LABELS.get(v, v)] = _pseudo({f"{r:.0%} missing": _metric(s_, "acc_multimodal") for r, s_ in zip(rates, ss)})
             if all(s_ is not None for s_ in ss):
                 curves[MLA_LABELS.get(v, v)] = np.array([s_["metrics"]["acc_multimodal"]["values"] for s_ in ss]).T.tolist()
-        md, js = annotated_table(rows, [Col(f"{r:.0%} missing", f"{r:.0%} missing", on="concat", chance="majority") for r in rates],
-                                 datasheet(prepared, b))
+        md, js = annotated_table(
+            rows,
+            [Col(f"{r:.0%} missing", f"{r:.0%} missing", on="concat", chance="majority") for r in rates],
+            datasheet(prepared, b),
+        )
         tables["mla_missing"] = js
         write_table(out / "tables" / "mla_missing", md, js, title=f"Missing modalities on {b} (multimodal test accuracy %)")
         sections.append(f"**Missing modalities on {b}** (multimodal test accuracy %; the probes see every modality)\n\n{md}")
         if curves:
-            save_fig(curves_figure(curves, xlabel="missing rate", ylabel="test accuracy", xs=rates, title=f"Accuracy vs missing rate ({b})"),
-                     out / "figures" / "mla_missing_rate.png")
+            save_fig(
+                curves_figure(
+                    curves, xlabel="missing rate", ylabel="test accuracy", xs=rates, title=f"Accuracy vs missing rate ({b})"
+                ),
+                out / "figures" / "mla_missing_rate.png",
+            )
     if benches and variants:
         abl = {r: _pseudo({b: _metric(runs.summary("mla", b, v), k) for b in benches}) for r, (v, k) in MLA_ABLATION.items()}
         abl_md, abl_js = results_table(abl, [Col(b, b) for b in benches], row_header="")
-        abl_md, abl_js["_test_split"] = _split_notes(abl_md, {b: (abl, [Col(b, b, chance="majority")]) for b in benches}, prepared)
+        abl_md, abl_js["_test_split"] = _split_notes(
+            abl_md, {b: (abl, [Col(b, b, chance="majority")]) for b in benches}, prepared
+        )
         claims, recs = mla_claims(runs, benches, variants, miss)
         abl_js["_tests"] = recs; records += recs
         tables["mla_ablation"] = abl_js
         abl_md += f"\nThe MLA paper's claims, tested (Welch between separate trainings, paired by seed within one):\n\n{claims}"
         write_table(out / "tables" / "mla_ablation", abl_md, abl_js, title="MLA ablation (multimodal test accuracy %)")
-        sections.append(f"**MLA ablation: HGM and DF** (multimodal test accuracy %)\n\n{abl_md.split(chr(10) + 'The MLA paper')[0]}\n"
-                        "The tests of the MLA paper's claims are under the table in `results/tables/mla_ablation.md`; the findings below.")
+        sections.append(
+            f"**MLA ablation: HGM and DF** (multimodal test accuracy %)\n\n{abl_md.split(chr(10) + 'The MLA paper')[0]}\n"
+            "The tests of the MLA paper's claims are under the table in `results/tables/mla_ablation.md`; the findings below."
+        )
         fused = [v for v in variants if v in MLA_FUSED]
-        if fused:   # every rule read out from the same trained models, each at the epoch selected on validation under it
+        # every rule read out from the same trained models, each at the epoch selected on validation under it
+        if fused:
             rows = {f"{MLA_LABELS.get(v, v)} — {b}": runs.summary("mla", b, v) for b in benches for v in fused}
             fmd, fjs = results_table(rows, [Col(k, v) for k, v in MLA_FUSION.items()], row_header="model — benchmark")
-            fmd, fjs["_test_split"] = _split_notes(fmd, {b: ({r: s for r, s in rows.items() if r.endswith(f" — {b}")},
-                                                             [Col(k, v, chance="majority") for k, v in MLA_FUSION.items()]) for b in benches}, prepared)
+            fmd, fjs["_test_split"] = _split_notes(
+                fmd,
+                {
+                    b: (
+                        {r: s for r, s in rows.items() if r.endswith(f" — {b}")},
+                        [Col(k, v, chance="majority") for k, v in MLA_FUSION.items()],
+                    )
+                    for b in benches
+                },
+                prepared,
+            )
             fclaims, frecs = fusion_claims(runs, benches, variants)
             fjs["_tests"] = frecs; records += frecs
             tables["mla_fusion"] = fjs
-            write_table(out / "tables" / "mla_fusion", fmd + f"\nPer-sample DF against each other rule, paired by seed:\n\n{fclaims}", fjs,
-                        title="Test-time fusion rules on the same trained models (multimodal test accuracy %)")
+            write_table(
+                out / "tables" / "mla_fusion",
+                fmd + f"\nPer-sample DF against each other rule, paired by seed:\n\n{fclaims}",
+                fjs,
+                title="Test-time fusion rules on the same trained models (multimodal test accuracy %)",
+            )
     for bench in benches:
         curves = {}
         for v in [v for v in ("joint", "mla") if v in variants]:
@@ -537,18 +754,28 @@ def mla_report(runs: Runs, pipe: dict, out: Path, tsne: dict | None = None, prep
             for col in [c for c in hs[0][0] if c.startswith("test_acc_") and not c.startswith("test_acc_fuse")]:
                 curves[f"{MLA_LABELS.get(v, v)}: {col[9:]}"] = [[r[col] for r in h] for h in hs]
         if curves:
-            save_fig(curves_figure(curves, ylabel="test accuracy (head read-out)", title=f"Per-modality accuracy per epoch — {bench}"),
-                     out / "figures" / f"mla_curves_{bench}.png")
+            save_fig(
+                curves_figure(curves, ylabel="test accuracy (head read-out)", title=f"Per-modality accuracy per epoch — {bench}"),
+                out / "figures" / f"mla_curves_{bench}.png",
+            )
     if (fig := gap_figure(runs, benches, variants)) is not None: save_fig(fig, out / "figures" / "mla_gap.png")
-    pairs = [(v, d[0]) for v in ("joint", "mla") if v in variants and benches and (d := runs.seed_dirs("mla", benches[0], v))]
+    pairs = [
+        (v, d[0]) for v in ("joint", "mla") if v in variants and benches and (d := runs.seed_dirs("mla", benches[0], v))
+    ]
     if pairs:
         tsne = tsne or {}
         fig, axes = plt.subplots(len(pairs), 2, figsize=(9, 4.6 * len(pairs)), squeeze=False, layout="constrained")
         for (v, d), ax in zip(pairs, axes):
             with np.load(d / "features.npz", allow_pickle=False) as z:
                 feats, y = {k[2:]: z[k] for k in z.files if k.startswith("h_")}, z["y"]
-            tsne_figure(feats, y, title=f"{MLA_LABELS.get(v, v)} ({benches[0]})", max_points=tsne.get("tsne_points", 300),
-                        seed=tsne.get("tsne_seed", 0), axes=ax)
+            tsne_figure(
+                feats,
+                y,
+                title=f"{MLA_LABELS.get(v, v)} ({benches[0]})",
+                max_points=tsne.get("tsne_points", 300),
+                seed=tsne.get("tsne_seed", 0),
+                axes=ax,
+            )
         save_fig(fig, out / "figures" / "mla_tsne.png")
     return sections, tables, records
 
@@ -581,9 +808,21 @@ def cmg_report(runs: Runs, pipe: dict, out: Path, prepared="data/prepared", tsne
         if recs: js["_tests"] = recs; records += recs
         title = f"CMG — {bench} (zero-shot X→Y and in-modality test accuracy %, test perplexity of each modality's codes)"
         tables[f"cmg_{bench}"] = js
-        write_table(out / "tables" / f"cmg_{bench}", md + (f"\nThe paper's claims on {bench}, tested (full against each row, every "
-                                                          f"direction, Welch):\n\n{claims}" if claims else ""), js, title=title)
-        sections.append(f"**{title}**\n\n{md}" + (f"\nThe tests of the paper's claims: `results/tables/cmg_{bench}.md`; the findings below.\n" if claims else ""))
+        write_table(
+            out / "tables" / f"cmg_{bench}",
+            md
+            + (
+                f"\nThe paper's claims on {bench}, tested (full against each row, every direction, Welch):\n\n{claims}"
+                if claims
+                else ""
+            ),
+            js,
+            title=title,
+        )
+        sections.append(
+            f"**{title}**\n\n{md}"
+            + (f"\nThe tests of the paper's claims: `results/tables/cmg_{bench}.md`; the findings below.\n" if claims else "")
+        )
         ks = retrieval_ks(rows.values())
         lmd, ljs = annotated_table(rows, expand(CMG_LOCRET_COLUMNS, mods, ks), sheet, row_header="variant", drop_empty=True)
         if any(v for r, v in ljs.items() if not r.startswith("_") and v and any(x is not None for x in v.values())):
@@ -594,9 +833,11 @@ def cmg_report(runs: Runs, pipe: dict, out: Path, prepared="data/prepared", tsne
         mmd, mjs = annotated_table(rows, expand(CMG_MECH_COLUMNS, mods), sheet, row_header="variant", drop_empty=True)
         if any(v for r, v in mjs.items() if not r.startswith("_") and v and any(x is not None for x in v.values())):
             tables[f"cmg_{bench}_mechanism"] = mjs
-            mt = (f"CMG — {bench}: each component's mechanism on the test split, % (nuisance variance explained (ridge R²) from "
-                  f"the codes, the specific branch and the raw input; code agreement at aligned segments and against a same-class "
-                  f"partner; nearest-segment accuracy; unused codes)")
+            mt = (
+                f"CMG — {bench}: each component's mechanism on the test split, % (nuisance variance explained (ridge R²) from "
+                f"the codes, the specific branch and the raw input; code agreement at aligned segments and against a same-class "
+                f"partner; nearest-segment accuracy; unused codes)"
+            )
             write_table(out / "tables" / f"cmg_{bench}_mechanism", mmd, mjs, title=mt)
             sections.append(f"**{mt}**\n\n{mmd}")
         if i == 0:
@@ -608,19 +849,35 @@ def cmg_report(runs: Runs, pipe: dict, out: Path, prepared="data/prepared", tsne
                 parts["unused"] = mt.get("test_used_none", {}).get("values", [0])
                 usage[_short(v)] = parts
     if usage:
-        save_fig(stacked_figure(usage, title=f"Codebook usage on the {next(iter(benches))} test split (cf. CMG Fig. 4)"),
-                 out / "figures" / "cmg_codes.png")
+        save_fig(
+            stacked_figure(usage, title=f"Codebook usage on the {next(iter(benches))} test split (cf. CMG Fig. 4)"),
+            out / "figures" / "cmg_codes.png",
+        )
     bench = next(iter(benches), None)
     race = {}
     for v in ("full", "full_paper_club", "no_club"):
         if bench is None or v not in benches[bench]: continue
         seeds = [read_csv_rows(d / "steps.csv") for d in runs.seed_dirs("cmg", bench, v) if (d / "steps.csv").exists()]
-        seeds = [[{**r, "perplexity": float(np.mean([r[c] for c in r if c.startswith("perplexity_")]))} for r in rows] for rows in seeds if rows]
+        seeds = [
+            [{**r, "perplexity": float(np.mean([r[c] for c in r if c.startswith("perplexity_")]))} for r in rows]
+            for rows in seeds
+            if rows
+        ]
         if seeds: race["full (CLUB warm-up)" if v == "full" else _short(v)] = seeds
     if race:
-        save_fig(steps_figure(race, [("cpc_acc", "Cross-CPC in-batch accuracy"), ("club", "CLUB estimate (sum over modalities)"),
-                                     ("perplexity", "code perplexity in the batch")], window=10,
-                              title=f"Cross-CPC against CLUB, {bench} (training batches)"), out / "figures" / "cmg_club_race.png")
+        save_fig(
+            steps_figure(
+                race,
+                [
+                    ("cpc_acc", "Cross-CPC in-batch accuracy"),
+                    ("club", "CLUB estimate (sum over modalities)"),
+                    ("perplexity", "code perplexity in the batch"),
+                ],
+                window=10,
+                title=f"Cross-CPC against CLUB, {bench} (training batches)",
+            ),
+            out / "figures" / "cmg_club_race.png",
+        )
     shown = [(v, d[0]) for v in ("full", "vq") if bench and v in benches[bench] and (d := runs.seed_dirs("cmg", bench, v))]
     if shown:
         tsne = tsne or {}
@@ -628,7 +885,14 @@ def cmg_report(runs: Runs, pipe: dict, out: Path, prepared="data/prepared", tsne
         for (v, d), ax in zip(shown, axes):
             with np.load(d / "codes.npz", allow_pickle=False) as z:
                 feats, y = {k[4:]: z["codebook"][z[k]].mean(1) for k in z.files if k.startswith("idx_")}, z["y"]
-            tsne_figure(feats, y, title=CMG_LABELS.get(v, v), max_points=tsne.get("tsne_points", 300), seed=tsne.get("tsne_seed", 0), axes=ax)
+            tsne_figure(
+                feats,
+                y,
+                title=CMG_LABELS.get(v, v),
+                max_points=tsne.get("tsne_points", 300),
+                seed=tsne.get("tsne_seed", 0),
+                axes=ax,
+            )
         fig.suptitle(f"{bench} test split, time-averaged codewords (seed {runs.seeds[0]})")
         save_fig(fig, out / "figures" / "cmg_tsne.png")
     return sections, tables, records
@@ -644,10 +908,16 @@ def drift(old: dict, new: dict, path: str = "") -> list:
 
 def drift_md(moved: list) -> str:
     "`results/drift.md` for `moved = [(table, cell path, old cell, new cell)]`; each cell at its table's scale (the new cell's `scale`, `digits`)."
-    f = lambda c, like: f"{like.get('scale', 100.0) * c['mean']:.{like.get('digits', 1)}f} ± {like.get('scale', 100.0) * c['std']:.{like.get('digits', 1)}f}"
+    f = lambda c, like: (
+        f"{like.get('scale', 100.0) * c['mean']:.{like.get('digits', 1)}f} ± {like.get('scale', 100.0) * c['std']:.{like.get('digits', 1)}f}"
+    )
     head = "Cells whose mean moved by more than a seed std from the previous tables: "
     if not moved: return head + "none.\n"
-    return head + f"{len(moved)}.\n\n" + _md_table(["table", "cell", "before", "now"], [[t, c, f(o, n), f(n, n)] for t, c, o, n in moved])
+    return (
+        head
+        + f"{len(moved)}.\n\n"
+        + _md_table(["table", "cell", "before", "now"], [[t, c, f(o, n), f(n, n)] for t, c, o, n in moved])
+    )
 
 # %% ../nbs/41_report.ipynb #c030
 def findings_md(records: list) -> str:
@@ -656,20 +926,26 @@ def findings_md(records: list) -> str:
     count = lambda pred: sum(pred(r["verdict"]) for r in records)
     n_rep, n_opp = count(lambda v: v == stats.REPRODUCES), count(lambda v: v == stats.OPPOSITE)
     n_null, n_not = count(lambda v: v.startswith(stats.UNDECIDED)), count(lambda v: v.startswith("not testable"))
-    out = [f"Generated by the report from the tests of the papers' claims ({len(records)} comparisons in "
-           f"{len(dict.fromkeys(r['block'] for r in records))} blocks, Holm–Bonferroni within each claim, α = {ALPHA}): "
-           f"{n_rep} reproduce, {n_opp} are opposite to the paper, {n_null} are not decided (no significant difference after Holm)"
-           + (f", {n_not} are not testable" if n_not else "") + ". Accuracies are test accuracy % (mean ± std over seeds); "
-           "each undecided verdict says which way the difference leans and the smallest difference the design detects (80 % power, "
-           "Holm's strictest level).", ""]
+    out = [
+        f"Generated by the report from the tests of the papers' claims ({len(records)} comparisons in "
+        f"{len(dict.fromkeys(r['block'] for r in records))} blocks, Holm–Bonferroni within each claim, α = {ALPHA}): "
+        f"{n_rep} reproduce, {n_opp} are opposite to the paper, {n_null} are not decided (no significant difference after Holm)"
+        + (f", {n_not} are not testable" if n_not else "")
+        + ". Accuracies are test accuracy % (mean ± std over seeds); "
+        "each undecided verdict says which way the difference leans and the smallest difference the design detects (80 % power, "
+        "Holm's strictest level).",
+        "",
+    ]
     for block in dict.fromkeys(r["block"] for r in records):
         rs = [r for r in records if r["block"] == block]
         m = sum("m" in r for r in rs)
         out += [f"**{block}** ({m} comparisons" + (f", {len(rs) - m} more not testable" if len(rs) > m else "") + "):", ""]
         for r in rs:
             stat = f" ({r['describe']})" if "describe" in r else ""
-            out.append(f"- *{r['claim']}* ({r['where']}), {r['label']}, {r['what']}: {_pm(r['arm_a'], ' %')} vs {_pm(r['arm_b'], ' %')}: "
-                       f"**{r['verdict']}**{stat}.")
+            out.append(
+                f"- *{r['claim']}* ({r['where']}), {r['label']}, {r['what']}: {_pm(r['arm_a'], ' %')} vs {_pm(r['arm_b'], ' %')}: "
+                f"**{r['verdict']}**{stat}."
+            )
         out.append("")
     return "\n".join(out)
 
@@ -677,11 +953,21 @@ def verdicts_md(records: list) -> str:
     "The landing page's summary of the test `records` (`results/verdicts.md`): per block, one row per claim and how its comparisons came out."
     if not records: return "*No claims tested yet: run `make repro`.*\n"
     untestable = any(r["verdict"].startswith("not testable") for r in records)
-    head = ["the paper's claim", "tested on", "comparisons", "reproduce", "opposite", "not decided (leaning the paper's way)",
-            *(["not testable"] if untestable else [])]
-    out = [f"Each of the papers' claims, tested on this repository's benchmarks: a Welch or paired t-test per comparison, "
-           f"Holm–Bonferroni within each claim, α = {ALPHA}. Every comparison, with both arms' numbers and its test, is listed "
-           "under *What the committed run shows*.", ""]
+    head = [
+        "the paper's claim",
+        "tested on",
+        "comparisons",
+        "reproduce",
+        "opposite",
+        "not decided (leaning the paper's way)",
+        *(["not testable"] if untestable else []),
+    ]
+    out = [
+        f"Each of the papers' claims, tested on this repository's benchmarks: a Welch or paired t-test per comparison, "
+        f"Holm–Bonferroni within each claim, α = {ALPHA}. Every comparison, with both arms' numbers and its test, is listed "
+        "under *What the committed run shows*.",
+        "",
+    ]
     for block in dict.fromkeys(r["block"] for r in records):
         rows = []
         for claim in dict.fromkeys(r["claim"] for r in records if r["block"] == block):
@@ -689,8 +975,17 @@ def verdicts_md(records: list) -> str:
             n = lambda pre: sum(r["verdict"].startswith(pre) for r in rs)
             lean = sum(r["verdict"].startswith(f"{stats.UNDECIDED} (leans the paper's way") for r in rs)
             where = ", ".join(dict.fromkeys(r["label"].split(",")[0] for r in rs))
-            rows.append([f"{claim} ({rs[0]['where']})".replace("|", "\\|"), where, str(len(rs)), str(n(stats.REPRODUCES)),
-                         str(n(stats.OPPOSITE)), f"{n(stats.UNDECIDED)} ({lean})", *([str(n("not testable"))] if untestable else [])])
+            rows.append(
+                [
+                    f"{claim} ({rs[0]['where']})".replace("|", "\\|"),
+                    where,
+                    str(len(rs)),
+                    str(n(stats.REPRODUCES)),
+                    str(n(stats.OPPOSITE)),
+                    f"{n(stats.UNDECIDED)} ({lean})",
+                    *([str(n("not testable"))] if untestable else []),
+                ]
+            )
         out += [f"**{block}**", "", _md_table(head, rows)]
     return "\n".join(out)
 
@@ -701,9 +996,18 @@ import shutil
 def pipeline_runs(pipe: dict) -> list:
     "`(experiment, benchmark, run name)` of every stage the pipeline lists (`pipe`: params.yaml's `pipeline`), in its order."
     g = lambda k: pipe.get(k) or {}
-    out = [("mla", b, v) for k in ("mla", "mla_sweep") for b in g(k).get("benchmarks") or [] for v in g(k).get("variants") or []]
+    out = [
+        ("mla", b, v)
+        for k in ("mla", "mla_sweep")
+        for b in g(k).get("benchmarks") or []
+        for v in g(k).get("variants") or []
+    ]
     m = g("mla_missing")
-    out += [("mla", m["benchmark"], f"{v}_mr{r}") for r in m.get("rates") or [] for v in m.get("variants") or []] if m.get("benchmark") else []
+    out += (
+        [("mla", m["benchmark"], f"{v}_mr{r}") for r in m.get("rates") or [] for v in m.get("variants") or []]
+        if m.get("benchmark")
+        else []
+    )
     out += [("cmg", b, v) for b, vs in cmg_benchmarks(pipe).items() for v in vs]
     out += [("cmg", b, v) for b in g("cmg_sweep").get("benchmarks") or [] for v in g("cmg_sweep").get("variants") or []]
     return out
@@ -712,10 +1016,13 @@ def headline(summary: dict, exp: str) -> dict:
     "The headline numbers of one stage summary of experiment `exp` ('mla' or 'cmg'): mean over seeds in % (one decimal) of its accuracies, and its seed count."
     m = summary["metrics"]
     if exp == "mla":
-        keys = [("acc_multimodal", "multimodal")] + [(k, k[4:]) for k in m if k.startswith("acc_") and k != "acc_multimodal"
-                                                     and not k.startswith("acc_fuse")]
+        keys = [("acc_multimodal", "multimodal")] + [
+            (k, k[4:]) for k in m if k.startswith("acc_") and k != "acc_multimodal" and not k.startswith("acc_fuse")
+        ]
     else:
-        keys = [(k, k[9:]) for k in m if k.startswith("xmod_acc_")] + [(k, "in_" + k[10:]) for k in m if k.startswith("inmod_acc_")]
+        keys = [(k, k[9:]) for k in m if k.startswith("xmod_acc_")] + [
+            (k, "in_" + k[10:]) for k in m if k.startswith("inmod_acc_")
+        ]
     out = {name: round(100 * m[k]["mean"], 1) for k, name in keys if isinstance(m.get(k), dict) and "mean" in m[k]}
     return {**out, "seeds": len(summary.get("seeds") or [])}
 
@@ -748,8 +1055,15 @@ def write_report(P: dict, runs_root="runs", out_dir="results", prepared="data/pr
     from mla_cmg.sweeps import sweep_report
     body = "\n\n".join(mla_md + cmg_md + sweep_report(P, runs_root, out_dir))
     # tables of benchmarks or sweeps the pipeline no longer runs are stale: drop them (drift has compared them already)
-    made = set(mla_js) | set(cmg_js) | {f"sweep_{w}_{b}" for w in ("mla", "cmg")
-                                        for b in ((P.get("pipeline") or {}).get(f"{w}_sweep") or {}).get("benchmarks") or []}
+    made = (
+        set(mla_js)
+        | set(cmg_js)
+        | {
+            f"sweep_{w}_{b}"
+            for w in ("mla", "cmg")
+            for b in ((P.get("pipeline") or {}).get(f"{w}_sweep") or {}).get("benchmarks") or []
+        }
+    )
     for f in sorted((out / "tables").glob("*")):
         if f.suffix in (".json", ".md") and f.stem not in made: f.unlink()
     body += f"\n\nAgainst the tables committed before this run, {len(moved)} cell(s) moved by more than a seed std (`results/drift.md`).\n"
@@ -766,39 +1080,57 @@ def figure_captions(P: dict) -> dict:
     mc, cc = (P.get("mla", {}) or {}).get("common", {}) or {}, (P.get("cmg", {}) or {}).get("common", {}) or {}
     mla = pipe.get("mla") or {}
     benches, variants = list(mla.get("benchmarks", [])), list(mla.get("variants", []))
-    mla_proto = (f"{mc.get('epochs', '?')} epochs, {mc.get('optimizer', '?')} lr {mc.get('lr', '?')}, batch {mc.get('batch_size', '?')}; "
-                 "each model is the epoch with the best validation accuracy")
+    mla_proto = (
+        f"{mc.get('epochs', '?')} epochs, {mc.get('optimizer', '?')} lr {mc.get('lr', '?')}, batch {mc.get('batch_size', '?')}; "
+        "each model is the epoch with the best validation accuracy"
+    )
     cmg_b = cmg_benchmarks(pipe); c0 = next(iter(cmg_b), None)
-    cmg_proto = (f"Uni-Code D = {cc.get('dim', '?')}, {cc.get('n_codes', '?')} codes, {cc.get('epochs', '?')} pretraining epochs, "
-                 f"lr {cc.get('lr', '?')}; the last pretraining epoch is kept")
+    cmg_proto = (
+        f"Uni-Code D = {cc.get('dim', '?')}, {cc.get('n_codes', '?')} codes, {cc.get('epochs', '?')} pretraining epochs, "
+        f"lr {cc.get('lr', '?')}; the last pretraining epoch is kept"
+    )
     tsne = (f"t-SNE of {rep.get('tsne_points', 300)} test points per modality (L2-normalised features, t-SNE seed "
             f"{rep.get('tsne_seed', 0)}); left panel coloured by modality, right panel by class")
     caps = {}
     if benches:
         b0 = benches[0]
         shown = [MLA_LABELS.get(v, v) for v in ("joint", "mla") if v in variants]
-        caps["mla_tsne.png"] = (f"{' against '.join(shown)} on `{b0}`: {tsne}; encoder features of the test split, seed {seeds[0]} "
-                                f"(stages `mla@{b0}-joint`, `mla@{b0}-mla`; {mla_proto}).")
-        caps["mla_gap.png"] = (f"Modality gap ‖mean(normalised h_a) − mean(normalised h_b)‖ on the test split, mean ± std over seeds {s}, "
-                               f"for each method ({', '.join(MLA_LABELS.get(v, v) for v in variants)}) on {', '.join(f'`{b}`' for b in benches)} "
-                               f"(stages `mla@<benchmark>-<variant>`; {mla_proto}).")
+        caps["mla_tsne.png"] = (
+            f"{' against '.join(shown)} on `{b0}`: {tsne}; encoder features of the test split, seed {seeds[0]} "
+            f"(stages `mla@{b0}-joint`, `mla@{b0}-mla`; {mla_proto})."
+        )
+        caps["mla_gap.png"] = (
+            f"Modality gap ‖mean(normalised h_a) − mean(normalised h_b)‖ on the test split, mean ± std over seeds {s}, "
+            f"for each method ({', '.join(MLA_LABELS.get(v, v) for v in variants)}) on {', '.join(f'`{b}`' for b in benches)} "
+            f"(stages `mla@<benchmark>-<variant>`; {mla_proto})."
+        )
         for b in benches:
-            caps[f"mla_curves_{b}.png"] = (f"Per-modality test accuracy of the head read-out after every epoch, joint training against MLA "
-                                           f"on `{b}`, mean ± 1 std band over seeds {s} ({mla_proto}; the curve shows every epoch, the "
-                                           "tables the selected one).")
+            caps[f"mla_curves_{b}.png"] = (
+                f"Per-modality test accuracy of the head read-out after every epoch, joint training against MLA "
+                f"on `{b}`, mean ± 1 std band over seeds {s} ({mla_proto}; the curve shows every epoch, the "
+                "tables the selected one)."
+            )
     miss = pipe.get("mla_missing") or {}
     if miss:
-        caps["mla_missing_rate.png"] = (f"Multimodal test accuracy against the fraction of missing modality cells "
-                                        f"({', '.join(f'{r:.0%}' for r in miss.get('rates', []))}) on `{miss.get('benchmark')}`, for "
-                                        f"{', '.join(MLA_LABELS.get(v, v) for v in miss.get('variants', []))}, mean ± 1 std over seeds {s} "
-                                        f"(stages `mla_missing@<rate>-<variant>`; {mla_proto}).")
+        caps["mla_missing_rate.png"] = (
+            f"Multimodal test accuracy against the fraction of missing modality cells "
+            f"({', '.join(f'{r:.0%}' for r in miss.get('rates', []))}) on `{miss.get('benchmark')}`, for "
+            f"{', '.join(MLA_LABELS.get(v, v) for v in miss.get('variants', []))}, mean ± 1 std over seeds {s} "
+            f"(stages `mla_missing@<rate>-<variant>`; {mla_proto})."
+        )
     if c0:
-        caps["cmg_tsne.png"] = (f"Uni-Code (full) against the shared-codebook baseline VQ on `{c0}`: {tsne}; each test sequence's "
-                                f"codewords averaged over time, seed {seeds[0]} (stages `cmg@{c0}-full`, `cmg@{c0}-vq`; {cmg_proto}).")
-        caps["cmg_codes.png"] = (f"Codebook usage on the `{c0}` test split: fraction of the codes used by both modalities, by one only, "
-                                 f"or by none (cf. CMG Fig. 4), mean over seeds {s}, for each variant of the `cmg` stages ({cmg_proto}).")
-        caps["cmg_club_race.png"] = (f"Cross-CPC against CLUB while pretraining on `{c0}`: Cross-CPC in-batch accuracy, the CLUB estimate "
-                                     f"and the code perplexity per training batch (moving average over 10 batches, mean ± std over seeds {s}), "
-                                     "for the full model with the CLUB warm-up, the paper's schedule (CLUB at weight 1 from step 0) and "
-                                     f"the model without CLUB ({cmg_proto}).")
+        caps["cmg_tsne.png"] = (
+            f"Uni-Code (full) against the shared-codebook baseline VQ on `{c0}`: {tsne}; each test sequence's "
+            f"codewords averaged over time, seed {seeds[0]} (stages `cmg@{c0}-full`, `cmg@{c0}-vq`; {cmg_proto})."
+        )
+        caps["cmg_codes.png"] = (
+            f"Codebook usage on the `{c0}` test split: fraction of the codes used by both modalities, by one only, "
+            f"or by none (cf. CMG Fig. 4), mean over seeds {s}, for each variant of the `cmg` stages ({cmg_proto})."
+        )
+        caps["cmg_club_race.png"] = (
+            f"Cross-CPC against CLUB while pretraining on `{c0}`: Cross-CPC in-batch accuracy, the CLUB estimate "
+            f"and the code perplexity per training batch (moving average over 10 batches, mean ± std over seeds {s}), "
+            "for the full model with the CLUB warm-up, the paper's schedule (CLUB at weight 1 from step 0) and "
+            f"the model without CLUB ({cmg_proto})."
+        )
     return caps

@@ -40,7 +40,9 @@ def _values(x, name: str, n_min: int = 2) -> np.ndarray:
     a = np.asarray(x, dtype=np.float64)
     if a.ndim != 1: raise ValueError(f"{name}: expected a 1-D sequence of values, got shape {a.shape}")
     if len(a) < n_min:
-        raise ValueError(f"{name}: a t-test needs at least {n_min} values (got {len(a)}); with one seed there is no estimate of the seed variance")
+        raise ValueError(
+            f"{name}: a t-test needs at least {n_min} values (got {len(a)}); with one seed there is no estimate of the seed variance"
+        )
     if not np.all(np.isfinite(a)): raise ValueError(f"{name}: non-finite value(s) in {a.tolist()}")
     return a
 
@@ -49,14 +51,17 @@ def _conf(conf: float) -> float:
     return float(conf)
 
 def _finish(kind, diff, se, df, n_a, n_b, conf, scale) -> TTest:
-    if se <= 1e-12 * scale:                    # exactly 0 up to the rounding of equal values (e.g. 0.3 − 0.2 vs 0.4 − 0.3)
+    # exactly 0 up to the rounding of equal values (e.g. 0.3 − 0.2 vs 0.4 − 0.3)
+    if se <= 1e-12 * scale:
         se = 0.0
         t, p = (0.0, 1.0) if diff == 0 else (math.copysign(math.inf, diff), 0.0)
         return TTest(kind, float(diff), 0.0, t, float(df), p, float(diff), float(diff), n_a, n_b, conf, True)
     t = diff / se
     p = float(2 * _st.t.sf(abs(t), df))
     q = float(_st.t.ppf(0.5 + conf / 2, df))
-    return TTest(kind, float(diff), float(se), float(t), float(df), p, float(diff - q * se), float(diff + q * se), n_a, n_b, conf)
+    return TTest(
+        kind, float(diff), float(se), float(t), float(df), p, float(diff - q * se), float(diff + q * se), n_a, n_b, conf
+    )
 
 def welch_df(var_a: float, n_a: int, var_b: float, n_b: int) -> float:
     "Welch–Satterthwaite degrees of freedom of two arms with sample variances `var_a`, `var_b` (nan when both are 0)."
@@ -76,15 +81,26 @@ def welch(a, b, conf: float = 0.95) -> TTest:
 def paired(a, b, conf: float = 0.95) -> TTest:
     "Paired two-sided t-test of mean(a − b): `a[i]` and `b[i]` are the same trained model (seed) read out two ways."
     a, b, conf = _values(a, "paired: a"), _values(b, "paired: b"), _conf(conf)
-    if len(a) != len(b): raise ValueError(f"paired: the arms must be matched value for value, got {len(a)} and {len(b)} values")
+    if len(a) != len(b):
+        raise ValueError(f"paired: the arms must be matched value for value, got {len(a)} and {len(b)} values")
     d = a - b
-    return _finish("paired", d.mean(), d.std(ddof=1) / math.sqrt(len(d)), len(d) - 1, len(a), len(b), conf, abs(a.mean()) + abs(b.mean()))
+    return _finish(
+        "paired",
+        d.mean(),
+        d.std(ddof=1) / math.sqrt(len(d)),
+        len(d) - 1,
+        len(a),
+        len(b),
+        conf,
+        abs(a.mean()) + abs(b.mean()),
+    )
 
 # %% ../nbs/01c_stats.ipynb #c012
 def holm(pvals) -> np.ndarray:
     "Holm–Bonferroni adjusted p-values of `pvals` (same order; an empty input gives an empty array)."
     p = np.asarray(pvals, dtype=np.float64).ravel()
-    if not np.all(np.isfinite(p)) or np.any((p < 0) | (p > 1)): raise ValueError(f"holm: p-values must be in [0, 1], got {p.tolist()}")
+    if not np.all(np.isfinite(p)) or np.any((p < 0) | (p > 1)):
+        raise ValueError(f"holm: p-values must be in [0, 1], got {p.tolist()}")
     m = len(p)
     order = np.argsort(p, kind="stable")
     adj = np.maximum.accumulate(np.minimum(1.0, (m - np.arange(m)) * p[order]))
@@ -97,7 +113,8 @@ def _power(lam: float, df: float, q: float) -> float:
     return float(_st.nct.sf(q, df, lam) + _st.nct.sf(q, df, -lam))
 
 def _mdd(se: float, df: float, alpha: float, power: float) -> float:
-    if not 0 < alpha < 1 or not alpha < power < 1: raise ValueError(f"need 0 < alpha < power < 1, got alpha={alpha}, power={power}")
+    if not 0 < alpha < 1 or not alpha < power < 1:
+        raise ValueError(f"need 0 < alpha < power < 1, got alpha={alpha}, power={power}")
     if se == 0: return 0.0
     q = float(_st.t.ppf(1 - alpha / 2, df))
     hi = q + float(_st.norm.ppf(power)) + 1.0
@@ -110,7 +127,8 @@ def _sd(x, name) -> float:
     return x
 
 def _n(x, name) -> int:
-    if int(x) != x or x < 2: raise ValueError(f"{name} must be an integer >= 2 (a t-test needs a variance estimate), got {x}")
+    if int(x) != x or x < 2:
+        raise ValueError(f"{name} must be an integer >= 2 (a t-test needs a variance estimate), got {x}")
     return int(x)
 
 def min_detectable(sd_a: float, sd_b: float, n_a: int, n_b: int, alpha: float = 0.05, power: float = 0.8) -> float:
@@ -159,9 +177,14 @@ REPRODUCES, OPPOSITE, UNDECIDED = "reproduces", "opposite to the paper", "not de
 def verdict(diff: float, p_adj: float, mdd: float, direction: int = 1, alpha: float = 0.05, scale: float = 100.0) -> str:
     "The label of a directional claim: 'reproduces', 'opposite to the paper' or 'not decided (<lean>; this design detects ≥ X points)'."
     if direction not in (1, -1): raise ValueError(f"direction must be +1 or -1, got {direction}")
-    if not (math.isfinite(p_adj) and 0 <= p_adj <= 1): raise ValueError(f"verdict: adjusted p must be in [0, 1], got {p_adj}")
+    if not (math.isfinite(p_adj) and 0 <= p_adj <= 1):
+        raise ValueError(f"verdict: adjusted p must be in [0, 1], got {p_adj}")
     if p_adj < alpha and diff != 0: return REPRODUCES if (diff > 0) == (direction > 0) else OPPOSITE
-    lean = "no difference" if diff == 0 else ("leans the paper's way" if (diff > 0) == (direction > 0) else "leans the other way")
+    lean = (
+        "no difference"
+        if diff == 0
+        else ("leans the paper's way" if (diff > 0) == (direction > 0) else "leans the other way")
+    )
     return f"{UNDECIDED} ({lean}; this design detects ≥ {scale * mdd:.1f} points)"
 
 def fmt_p(p: float) -> str:

@@ -63,11 +63,14 @@ def sweep_points(root, wing: str, bench: str, points: list, seeds: dict) -> dict
         scores, cfg, ss = [], None, []
         for s in seeds[p]:
             path = Path(root, wing, bench, p, f"seed{s}", "metrics.json")
-            if not path.exists(): raise FileNotFoundError(f"{path}: sweep run missing; run `dvc repro {wing}_sweep@{bench}-{p}`")
+            if not path.exists():
+                raise FileNotFoundError(f"{path}: sweep run missing; run `dvc repro {wing}_sweep@{bench}-{p}`")
             m = load_json(path)
             if m.get("eval_split") != "val":
-                raise ValueError(f"{path}: eval_split is {m.get('eval_split')!r}, not 'val': a sweep point must be scored on "
-                                 f"validation (set eval_split: val in its params.yaml entry)")
+                raise ValueError(
+                    f"{path}: eval_split is {m.get('eval_split')!r}, not 'val': a sweep point must be scored on "
+                    f"validation (set eval_split: val in its params.yaml entry)"
+                )
             scores.append(SCORES[wing](m)); ss.append(int(s)); cfg = cfg or run_config(m)
         out[p] = {"seeds": ss, "scores": scores, "config": cfg}
     return out
@@ -87,7 +90,8 @@ def sweep_table(variants: dict, pts: dict) -> dict:
         if not knobs: g["protocol"] = p
     for base, g in groups.items():
         knobs = list(dict.fromkeys(k for r in g["rows"] for k in r["knobs"]))
-        for r in g["rows"]: r["config"] = {k: r["config"].get(k) for k in knobs}   # each row's value of every knob swept here
+        # each row's value of every knob swept here
+        for r in g["rows"]: r["config"] = {k: r["config"].get(k) for k in knobs}
         best = max(g["rows"], key=lambda r: r["mean"])
         g["pick"], g["test"] = best["point"], None
         if g["protocol"] and g["protocol"] != best["point"]:
@@ -108,7 +112,8 @@ def _edge(g: dict, row: dict) -> list:
     for k, v in row["knobs"].items():
         vals = [r["config"].get(k) for r in g["rows"]]
         vals = [x for x in vals if isinstance(x, (int, float)) and not isinstance(x, bool)]
-        if isinstance(v, (int, float)) and not isinstance(v, bool) and len(set(vals)) > 1 and v in (min(vals), max(vals)): out.append(k)
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and len(set(vals)) > 1 and v in (min(vals), max(vals)):
+            out.append(k)
     return out
 
 def decide(groups: dict, alpha: float = SELECT_ALPHA) -> dict:
@@ -134,7 +139,9 @@ def pick_contrasts(groups: dict, ref: str) -> list:
         if b == ref: continue
         o = row(b)
         if a["n"] > 1 and o["n"] > 1:
-            out.append({"a": ref, "a_point": a["point"], "b": b, "b_point": o["point"], "test": welch(a["values"], o["values"]).as_dict()})
+            out.append(
+                {"a": ref, "a_point": a["point"], "b": b, "b_point": o["point"], "test": welch(a["values"], o["values"]).as_dict()}
+            )
     return out
 
 
@@ -149,18 +156,27 @@ def sweep_markdown(groups: dict, title: str, scale: float = 100.0, contrasts: li
         rows = sorted(g["rows"], key=lambda r: (len(r["knobs"]) > 0, _fmt_knobs(r["knobs"])))
         for r in rows:
             name = f"**{r['point']}**" if r["point"] == g["pick"] else r["point"]
-            lines.append(f"| {name} | {_fmt_knobs(r['knobs'])} | {scale * r['mean']:.1f} ± {scale * r['std']:.1f} | {r['n']} | "
-                         + " ".join(f"{scale * v:.1f}" for v in r["values"]) + " |")
+            lines.append(
+                f"| {name} | {_fmt_knobs(r['knobs'])} | {scale * r['mean']:.1f} ± {scale * r['std']:.1f} | {r['n']} | "
+                + " ".join(f"{scale * v:.1f}" for v in r["values"])
+                + " |"
+            )
         if g["protocol"] is None: verdict = f"the protocol point of `{base}` was not swept; pick: `{g['pick']}`"
         elif g["pick"] == g["protocol"]: verdict = f"the protocol (`{g['protocol']}`) is the pick"
         elif g["test"] is None: verdict = f"pick `{g['pick']}` (too few seeds to test it against the protocol)"
         else:
             t = g["test"]
             tt = "∞" if t["t"] is None else f"{t['t']:.2f}"
-            verdict = (f"pick `{g['pick']}` is {scale * t['diff']:+.1f} points above the protocol `{g['protocol']}` "
-                       f"(95 % CI [{scale * t['lo']:+.1f}, {scale * t['hi']:+.1f}], Welch t({t['df']:.1f}) = {tt}, p {fmt_p(t['p'])}"
-                       + (f", Holm p {fmt_p(g['p_holm'])} over the table's {g['m']} tested bases" if "p_holm" in g else "") + ")")
-        if "decision" in g: verdict += f"; the rule: **{DECISIONS[g['decision']]}**" + (f" ({', '.join(g['edge'])})" if g["decision"] == "widen" else "")
+            verdict = (
+                f"pick `{g['pick']}` is {scale * t['diff']:+.1f} points above the protocol `{g['protocol']}` "
+                f"(95 % CI [{scale * t['lo']:+.1f}, {scale * t['hi']:+.1f}], Welch t({t['df']:.1f}) = {tt}, p {fmt_p(t['p'])}"
+                + (f", Holm p {fmt_p(g['p_holm'])} over the table's {g['m']} tested bases" if "p_holm" in g else "")
+                + ")"
+            )
+        if "decision" in g:
+            verdict += f"; the rule: **{DECISIONS[g['decision']]}**" + (
+                f" ({', '.join(g['edge'])})" if g["decision"] == "widen" else ""
+            )
         lines += ["", verdict, ""]
     if contrasts:
         lines += [f"*each method at its own pick* (validation, Welch, not adjusted): `{contrasts[0]['a']}` against"]
@@ -171,13 +187,20 @@ def sweep_markdown(groups: dict, title: str, scale: float = 100.0, contrasts: li
         lines.append("")
     return "\n".join(lines)
 
-DECISIONS = {"stands": "the protocol stands", "switch": "the pick replaces the protocol", "widen": "widen the grid (the pick is at its edge)",
-             "unswept": "no decision (the protocol point was not swept)"}
+DECISIONS = {
+    "stands": "the protocol stands",
+    "switch": "the pick replaces the protocol",
+    "widen": "widen the grid (the pick is at its edge)",
+    "unswept": "no decision (the protocol point was not swept)",
+}
 
 def sweep_json(groups: dict, contrasts: list | None = None) -> dict:
     "The table as JSON (per-seed values, the rule's decision and the pick contrasts included)."
     keys = ("protocol", "pick", "test", "p_holm", "m", "decision", "edge", "rows")
-    return {**{b: {k: g[k] for k in keys if k in g} for b, g in groups.items()}, **({"_pick_contrasts": contrasts} if contrasts else {})}
+    return {
+        **{b: {k: g[k] for k in keys if k in g} for b, g in groups.items()},
+        **({"_pick_contrasts": contrasts} if contrasts else {}),
+    }
 
 def sweep_figure(groups: dict, ylabel: str = "validation score (%)", title: str = "", scale: float = 100.0, ncols: int = 2):
     "Sensitivity of the score to every swept knob of every base, one panel per (base, knob) in a grid `ncols` wide: mean ± std against the knob's value, the protocol starred; bases with nothing swept (e.g. no CLUB) as reference lines; the legend under the grid."
@@ -194,8 +217,15 @@ def sweep_figure(groups: dict, ylabel: str = "validation score (%)", title: str 
         pts = [r for r in g["rows"] if set(r["knobs"]) <= {k}]
         xs = [r["knobs"].get(k, pcfg.get(k)) for r in pts]
         order = sorted((i for i, x in enumerate(xs) if isinstance(x, (int, float))), key=lambda i: xs[i])
-        ax.errorbar([xs[i] for i in order], [scale * pts[i]["mean"] for i in order],
-                    yerr=[scale * pts[i]["std"] for i in order], marker="o", capsize=3, color="C0", label="sweep (mean ± std)")
+        ax.errorbar(
+            [xs[i] for i in order],
+            [scale * pts[i]["mean"] for i in order],
+            yerr=[scale * pts[i]["std"] for i in order],
+            marker="o",
+            capsize=3,
+            color="C0",
+            label="sweep (mean ± std)",
+        )
         if prot is not None and isinstance(pcfg.get(k), (int, float)):
             ax.plot([pcfg[k]], [scale * prot["mean"]], marker="*", ms=14, color="C3", ls="none", label="protocol")
         vals = [xs[i] for i in order]
@@ -219,7 +249,10 @@ REFERENCE = {"mla": "mla", "cmg": "full"}        # the method whose pick the oth
 def effective_variants(P: dict, wing: str, bench: str) -> dict:
     "Each variant of `wing` with the values it runs with on `bench`, merged by the runner (`mla_cmg.runner.resolve`: common, by_benchmark, the entry)."
     from mla_cmg.runner import resolve
-    return {v: {k: x for k, x in resolve(P, wing, bench, v)[1][0].items() if k not in _RUN_KEYS} for v in (P.get(wing) or {}).get("variants") or {}}
+    return {
+        v: {k: x for k, x in resolve(P, wing, bench, v)[1][0].items() if k not in _RUN_KEYS}
+        for v in (P.get(wing) or {}).get("variants") or {}
+    }
 
 def sweep_report(P: dict, runs_root="runs", out_dir="results") -> list:
     "Tables and figures of every sweep in P['pipeline'] (mla_sweep, cmg_sweep); returns the markdown blocks."
@@ -241,8 +274,9 @@ def sweep_report(P: dict, runs_root="runs", out_dir="results") -> list:
             md = sweep_markdown(groups, title, contrasts=contrasts)
             atomic_write_text(stem.with_suffix(".md"), md + "\n")
             save_json(stem.with_suffix(".json"), sweep_json(groups, contrasts))
-            fig = sweep_figure(groups, ylabel=("val zero-shot accuracy (%)" if wing == "cmg" else "val multimodal accuracy (%)"),
-                               title=title)
+            fig = sweep_figure(
+                groups, ylabel=("val zero-shot accuracy (%)" if wing == "cmg" else "val multimodal accuracy (%)"), title=title
+            )
             save_fig(fig, Path(out_dir, "figures", f"sweep_{wing}_{bench}.png"))
             blocks.append(md + f"\nThe sensitivity figure: `results/figures/sweep_{wing}_{bench}.png`.\n")
     return blocks

@@ -20,7 +20,8 @@ __all__ = ['SHOWN_PX', 'MIN_TEXT_PX', 'SAVE_DPI', 'png_size', 'render', 'smalles
            'tsne_figure', 'bar_figure', 'bar_grid', 'curves_figure', 'stacked_figure', 'moving_average', 'steps_figure']
 
 # %% ../nbs/40_viz.ipynb #c003
-SHOWN_PX = 768        # the width a page shows a figure at most: the site's article column at a 1400 px window (results page)
+# the width a page shows a figure at most: the site's article column at a 1400 px window (results page)
+SHOWN_PX = 768
 MIN_TEXT_PX = 9       # the smallest text height, in px as shown, that save_fig accepts
 SAVE_DPI = 120        # save_fig's resolution
 
@@ -44,7 +45,8 @@ def render(fig, dpi: float | None = None) -> tuple[bytes, list]:
 
 def smallest_text(fig, shown_px: float = SHOWN_PX, dpi: float | None = None) -> tuple[float, float, str, bytes]:
     "(height in px as shown, font size in pt, text, PNG) of the smallest text of `fig` saved at `dpi` and shown at most `shown_px` wide."
-    if not shown_px > 0 or (dpi is not None and not dpi > 0): raise ValueError(f"smallest_text: shown_px ({shown_px}) and dpi ({dpi}) must be > 0")
+    if not shown_px > 0 or (dpi is not None and not dpi > 0):
+        raise ValueError(f"smallest_text: shown_px ({shown_px}) and dpi ({dpi}) must be > 0")
     dpi = dpi or fig.dpi
     png, texts = render(fig, dpi)
     if not texts: return float("inf"), float("inf"), "", png
@@ -60,9 +62,11 @@ def save_fig(fig, path, dpi: int = SAVE_DPI, shown_px: float = SHOWN_PX) -> Path
     px, pt, text, png = smallest_text(fig, shown_px, dpi)
     if px < MIN_TEXT_PX:
         w, h = png_size(png)
-        raise ValueError(f"save_fig {path}: the text {text[:40]!r} ({pt:g} pt) would be shown {px:.1f} px high (a {w}x{h} px PNG "
-                         f"at {dpi} dpi, shown at most {shown_px:g} px wide); at least {MIN_TEXT_PX} px is needed: make the figure "
-                         "narrower (a grid of panels instead of a row, horizontal bars) or its fonts larger")
+        raise ValueError(
+            f"save_fig {path}: the text {text[:40]!r} ({pt:g} pt) would be shown {px:.1f} px high (a {w}x{h} px PNG "
+            f"at {dpi} dpi, shown at most {shown_px:g} px wide); at least {MIN_TEXT_PX} px is needed: make the figure "
+            "narrower (a grid of panels instead of a row, horizontal bars) or its fonts larger"
+        )
     atomic_write_bytes(path, png)
     plt.close(fig)
     return Path(path)
@@ -80,14 +84,16 @@ def tsne_embed(feats: dict, max_points: int = 400, seed: int = 0, perplexity: fl
     idx = np.sort(rng.choice(n, size=min(n, max_points), replace=False))
     xs = [np.asarray(v, dtype=np.float64)[idx].reshape(len(idx), -1) for v in feats.values()]
     widths = {x.shape[1] for x in xs}
-    if len(widths) != 1: raise ValueError(f"tsne_embed: modalities have different widths {sorted(widths)}; project them first")
+    if len(widths) != 1:
+        raise ValueError(f"tsne_embed: modalities have different widths {sorted(widths)}; project them first")
     x = np.concatenate([v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12) for v in xs])
     mod = np.repeat(np.arange(len(xs)), len(idx))
     perp = min(perplexity, max(2.0, (len(x) - 1) / 3))
     z = TSNE(n_components=2, perplexity=perp, init="pca", random_state=seed).fit_transform(x)
     return z, mod, np.tile(idx, len(xs))
 
-_UNDER = dict(loc="upper center", bbox_to_anchor=(0.5, -0.02), frameon=False)   # a legend under its panel (no ticks there)
+# a legend under its panel (no ticks there)
+_UNDER = dict(loc="upper center", bbox_to_anchor=(0.5, -0.02), frameon=False)
 
 def tsne_figure(feats: dict, labels, title: str = "", max_points: int = 400, seed: int = 0, axes=None):
     "Two t-SNE panels of `{modality: [N, d]}` features: coloured by modality, and by class (one marker per modality); legends under the panels."
@@ -108,7 +114,8 @@ def tsne_figure(feats: dict, labels, title: str = "", max_points: int = 400, see
     return fig
 
 # %% ../nbs/40_viz.ipynb #c008
-_RIGHT = dict(loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0, frameon=False)   # a legend right of its axes
+# a legend right of its axes
+_RIGHT = dict(loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0, frameon=False)
 
 def bar_figure(values: dict, ylabel: str, title: str = "", ax=None, scale: float = 1.0, horizontal: bool = False):
     "Bars of mean ± std (over seeds) for `{name: [value per seed]}`; `horizontal`: one row per name, top to bottom (`ylabel` then labels the value axis)."
@@ -132,8 +139,14 @@ def bar_grid(panels: dict, xlabel: str, title: str = "", ncols: int = 2, scale: 
     if not panels: raise ValueError("bar_grid: no panels")
     names = list(dict.fromkeys(k for v in panels.values() for k in v))
     ncols = min(ncols, len(panels)); nrows = -(-len(panels) // ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(2.2 + 3 * ncols, (0.3 * len(names) + 0.9) * nrows + 0.4), sharey=True,
-                             squeeze=False, layout="constrained")
+    fig, axes = plt.subplots(
+        nrows,
+        ncols,
+        figsize=(2.2 + 3 * ncols, (0.3 * len(names) + 0.9) * nrows + 0.4),
+        sharey=True,
+        squeeze=False,
+        layout="constrained",
+    )
     for ax, (group, vals) in zip(axes.flat, panels.items()):
         bar_figure({k: vals.get(k, [np.nan]) for k in names}, xlabel, title=group, ax=ax, scale=scale, horizontal=True)
     for ax in axes.flat[len(panels):]: ax.axis("off")
@@ -157,7 +170,7 @@ def curves_figure(curves: dict, xlabel: str = "epoch", ylabel: str = "accuracy",
 def stacked_figure(parts: dict, title: str = "", ax=None, xlabel: str = "fraction of codes"):
     "Horizontal stacked bars, one row per name: `{name: {part: [value per seed]}}` (e.g. codes used by both / one / no modality)."
     names = list(parts); keys = list(dict.fromkeys(k for v in parts.values() for k in v))
-    fig, ax = (plt.subplots(figsize=(7, 0.35 * len(names) + 1.2), layout="constrained") if ax is None else (ax.figure, ax))
+    fig, ax = plt.subplots(figsize=(7, 0.35 * len(names) + 1.2), layout="constrained") if ax is None else (ax.figure, ax)
     left = np.zeros(len(names))
     for j, key in enumerate(keys):
         w = np.array([np.mean(parts[n].get(key, [0.0])) for n in names])
@@ -189,7 +202,8 @@ def steps_figure(runs: dict, panels: list, window: int = 10, title: str = "", xs
             n = min(len(r) for r in rows)
             xs = [r[xs_key] for r in rows[0][:n]]
             curves[label] = [moving_average([r[col] for r in s[:n]], window) for s in rows]
-        if curves: curves_figure(curves, xlabel=xs_key, ylabel="", title=name, ax=ax, xs=xs, legend=False, colors=colors)
+        if curves:
+            curves_figure(curves, xlabel=xs_key, ylabel="", title=name, ax=ax, xs=xs, legend=False, colors=colors)
     spare = axes.flat[len(panels):]
     for ax in spare: ax.axis("off")
     handles = [plt.Line2D([], [], color=c) for c in colors.values()]

@@ -38,8 +38,10 @@ class TemporalCLUB(nn.Module):
     def __init__(self, x_dim: int, y_dim: int, hidden: int = 128, negatives: str = "sampled", time_pool: str = "step",
                  groups: int = 1):
         super().__init__()
-        if negatives not in CLUB_NEGATIVES: raise ValueError(f"negatives must be one of {list(CLUB_NEGATIVES)}, got {negatives!r}")
-        if time_pool not in CLUB_TIME_POOLS: raise ValueError(f"time_pool must be one of {list(CLUB_TIME_POOLS)}, got {time_pool!r}")
+        if negatives not in CLUB_NEGATIVES:
+            raise ValueError(f"negatives must be one of {list(CLUB_NEGATIVES)}, got {negatives!r}")
+        if time_pool not in CLUB_TIME_POOLS:
+            raise ValueError(f"time_pool must be one of {list(CLUB_TIME_POOLS)}, got {time_pool!r}")
         if groups < 1: raise ValueError(f"groups must be >= 1, got {groups}")
         self.negatives, self.time_pool, self.groups = negatives, time_pool, groups
         self.nets = GroupedMLP(2 * groups, [x_dim, hidden, hidden, hidden, y_dim])   # mu nets, then logvar nets
@@ -48,8 +50,10 @@ class TemporalCLUB(nn.Module):
         "x, y as [G,B,T,·]; a single estimator (groups=1) also takes [B,T,·]."
         if x.dim() == 3 and self.groups == 1: x, y = x[None], y[None]
         if x.dim() != 4 or x.shape[0] != self.groups or y.shape[:3] != x.shape[:3]:
-            raise ValueError(f"TemporalCLUB(groups={self.groups}) expects x [G,B,T,Dx] and y [G,B,T,Dy] with G={self.groups}, "
-                             f"got {list(x.shape)} and {list(y.shape)}")
+            raise ValueError(
+                f"TemporalCLUB(groups={self.groups}) expects x [G,B,T,Dx] and y [G,B,T,Dy] with G={self.groups}, "
+                f"got {list(x.shape)} and {list(y.shape)}"
+            )
         return x, y
 
     def gaussian(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -108,7 +112,8 @@ def club_inner_steps(club: TemporalCLUB, opt: torch.optim.Optimizer, x: torch.Te
         opt.zero_grad(set_to_none=True)
         loss = club.learning_loss(x, y)
         loss.backward()
-        if is_sharded(): all_reduce_grads(club.parameters())                  # data-parallel: the global batch's gradient
+        # data-parallel: the global batch's gradient
+        if is_sharded(): all_reduce_grads(club.parameters())
         opt.step()
     opt.zero_grad(set_to_none=True)
     return loss.detach()

@@ -23,7 +23,8 @@ class SoftCodes(torch.autograd.Function):
     "P = mean_t softmax_k(-||z_t - e_k||) of z [B,T,D] from given squared distances d2 [B,T,M]; gradient to z only."
     @staticmethod
     def forward(ctx, z, codebook, d2):
-        nd = d2.clamp_min(1e-12).sqrt_().neg_()                                  # -||z - e_k||, as the code (not squared)
+        # -||z - e_k||, as the code (not squared)
+        nd = d2.clamp_min(1e-12).sqrt_().neg_()
         p = torch.softmax(nd, dim=-1)                                            # b t m
         ctx.save_for_backward(z, codebook, p, p / nd)                            # p and -p/d for the backward
         return p.mean(1)                                                         # b m

@@ -33,7 +33,8 @@ class CrossCPC(nn.Module):
                  min_start: int = 1, self_weight: float = 0.0, anchors: str = "random"):
         super().__init__()
         if anchors not in CPC_ANCHORS: raise ValueError(f"anchors must be one of {list(CPC_ANCHORS)}, got {anchors!r}")
-        if n_steps < 1 or min_start < 0: raise ValueError(f"need n_steps >= 1 and min_start >= 0, got {n_steps}, {min_start}")
+        if n_steps < 1 or min_start < 0:
+            raise ValueError(f"need n_steps >= 1 and min_start >= 0, got {n_steps}, {min_start}")
         self.mods, self.n_steps, self.min_start = list(modalities), n_steps, min_start
         self.self_weight, self.anchors = self_weight, anchors
         hidden = hidden or dim

@@ -27,7 +27,10 @@ __all__ = ['EVAL_SPLITS', 'RIDGE_ALPHA', 'paired_only', 'prepare_data', 'extract
 def paired_only(data):
     "Only the samples where every modality is present (sequence modalities [N,T,D] required)."
     flat = [m for m, a in data.x.items() if a.ndim != 3]
-    if flat: raise ValueError(f"CMG needs sequences [N,T,D] for every modality; {flat} are vectors. Add a time axis (a[:, None]).")
+    if flat:
+        raise ValueError(
+            f"CMG needs sequences [N,T,D] for every modality; {flat} are vectors. Add a time axis (a[:, None])."
+        )
     keep = np.all([data.mask[m] for m in data.modalities], 0)
     return data if keep.all() else data.take(np.flatnonzero(keep))
 
@@ -146,8 +149,10 @@ class DownstreamConfig:
 
     def __post_init__(self):
         if self.eval_split not in EVAL_SPLITS:
-            raise ConfigError(f"DownstreamConfig.eval_split must be one of {list(EVAL_SPLITS)} ('val' for protocol sweeps, "
-                              f"which then never read the test split; 'test' for the reported numbers), got {self.eval_split!r}")
+            raise ConfigError(
+                f"DownstreamConfig.eval_split must be one of {list(EVAL_SPLITS)} ('val' for protocol sweeps, "
+                f"which then never read the test split; 'test' for the reported numbers), got {self.eval_split!r}"
+            )
 
     def train_config(self, seed: int, select_metric: str = "acc") -> TrainConfig:
         "The engine's settings for one head (selected on the source modality's val split)."
@@ -162,7 +167,8 @@ def transfer_scores(codes: dict, data, task: str = "cls", cfg: DownstreamConfig 
     cfg = cfg or DownstreamConfig()
     mods = list(codes["e"])
     if task == "seg":
-        if data.seg_y is None: raise ValueError(f"dataset {data.name!r} has no seg_y; localization needs segment labels")
+        if data.seg_y is None:
+            raise ValueError(f"dataset {data.name!r} has no seg_y; localization needs segment labels")
         target, multilabel = data.seg_y, data.seg_y.ndim == 3
         n_out = data.seg_y.shape[-1] if multilabel else data.n_classes + 1            # + background
     else:
@@ -225,12 +231,19 @@ def ridge_r2(x_train, y_train, x_eval, y_eval, alpha: float = RIDGE_ALPHA) -> fl
     x: [n, F], y: [n, k] or [n]. Features standardised with the train rows' mean and std (a constant feature
     becomes 0), intercept = the train targets' mean (not penalised), W = (XᵀX + αI)⁻¹ Xᵀ(Y − Ȳ). R² = 1 − SSE/SST
     per output (SST about the eval targets' mean), averaged over the outputs with SST > 0; NaN if there is none."""
-    X, Y, Xe, Ye = (_np64(a, n) for a, n in ((x_train, "x_train"), (y_train, "y_train"), (x_eval, "x_eval"), (y_eval, "y_eval")))
+    X, Y, Xe, Ye = (
+        _np64(a, n) for a, n in ((x_train, "x_train"), (y_train, "y_train"), (x_eval, "x_eval"), (y_eval, "y_eval"))
+    )
     if len(X) != len(Y) or len(Xe) != len(Ye):
-        raise ValueError(f"ridge_r2: features and targets need the same rows; train {len(X)} vs {len(Y)}, eval {len(Xe)} vs {len(Ye)}")
+        raise ValueError(
+            f"ridge_r2: features and targets need the same rows; train {len(X)} vs {len(Y)}, eval {len(Xe)} vs {len(Ye)}"
+        )
     if X.shape[1] != Xe.shape[1] or Y.shape[1] != Ye.shape[1]:
-        raise ValueError(f"ridge_r2: train and eval widths differ: x {X.shape[1]} vs {Xe.shape[1]}, y {Y.shape[1]} vs {Ye.shape[1]}")
-    if len(X) < 2 or len(Xe) < 1: raise ValueError(f"ridge_r2: need >= 2 train rows and >= 1 eval row, got {len(X)} and {len(Xe)}")
+        raise ValueError(
+            f"ridge_r2: train and eval widths differ: x {X.shape[1]} vs {Xe.shape[1]}, y {Y.shape[1]} vs {Ye.shape[1]}"
+        )
+    if len(X) < 2 or len(Xe) < 1:
+        raise ValueError(f"ridge_r2: need >= 2 train rows and >= 1 eval row, got {len(X)} and {len(Xe)}")
     if not alpha >= 0: raise ValueError(f"ridge_r2: alpha must be >= 0, got {alpha}")
     mu, sd = X.mean(0), X.std(0)
     sd = np.where(sd > 1e-9 * (1 + np.abs(mu)), sd, 1.0)             # constant (up to rounding) features: left at 0
@@ -285,7 +298,9 @@ def alignment_scores(idx_a, idx_b, e_a=None, e_b=None, lag_a=None, lag_b=None, s
     segment is b's nearest to a's by cosine, random tie-break) and `segacc_chance` (1/T_b); NaN without a valid segment."""
     idx_a = np.asarray(idx_a); idx_b = np.asarray(idx_b)
     if idx_a.ndim != 2 or idx_b.ndim != 2 or len(idx_a) != len(idx_b):
-        raise ValueError(f"alignment_scores: need paired index sequences [n,T], got {list(idx_a.shape)} and {list(idx_b.shape)}")
+        raise ValueError(
+            f"alignment_scores: need paired index sequences [n,T], got {list(idx_a.shape)} and {list(idx_b.shape)}"
+        )
     n, (T_a, T_b) = len(idx_a), (idx_a.shape[1], idx_b.shape[1])
     mean = lambda v: float(v.mean()) if len(v) else float("nan")
     i, ta, j, tb = aligned_segments(n, T_a, T_b, lag_a, lag_b, symbols)
@@ -308,7 +323,10 @@ def _unit64(e) -> np.ndarray:
 
 def check_latents(lat: dict, n: int, T: dict) -> None:
     "Shapes and dtypes of the latents `mechanism_scores` reads (T: segments per modality); a clear error on anything else."
-    def bad(k, want): raise ValueError(f"latents: key {k!r}: expected {want}, got dtype {np.asarray(lat[k]).dtype} shape {list(np.shape(lat[k]))}")
+    def bad(k, want):
+        raise ValueError(
+            f"latents: key {k!r}: expected {want}, got dtype {np.asarray(lat[k]).dtype} shape {list(np.shape(lat[k]))}"
+        )
     for m, Tm in T.items():
         for k, want, ok in [(f"nuisance_{m}", f"float [{n},{Tm},k]", lambda a: a.dtype.kind == "f" and a.ndim in (2, 3) and a.shape[:2] == (n, Tm)),
                             (f"lag_{m}", f"int [{n}]", lambda a: a.dtype.kind in "iu" and a.shape == (n,)),
@@ -352,13 +370,15 @@ def downstream_eval(model, data, cfg: DownstreamConfig | None = None, seed: int 
     (`codes`: `extract_codes`' result for `data`, if at hand). With eval_split 'val' the test rows are never read."""
     cfg = cfg or DownstreamConfig()
     sp = cfg.eval_split
-    if sp != "test" and (data.split == "test").any():                       # drop the test rows before anything reads them
+    # drop the test rows before anything reads them
+    if sp != "test" and (data.split == "test").any():
         keep = np.flatnonzero(data.split != "test")
         data, codes = data.take(keep), None if codes is None else take_codes(codes, keep)
     codes = codes or extract_codes(model, data)
     mods = model.mods
     n_ev = int((data.split == sp).sum())
-    if not n_ev: raise ValueError(f"dataset {data.name!r} has no {sp!r} rows to score (eval_split={sp!r}); counts: {data.counts()}")
+    if not n_ev:
+        raise ValueError(f"dataset {data.name!r} has no {sp!r} rows to score (eval_split={sp!r}); counts: {data.counts()}")
     res = {"eval_split": sp, "n_train": int((data.split == "train").sum()), f"n_{sp}": n_ev,
            "chance_acc": float(np.bincount(data.y[data.split == sp], minlength=data.n_classes).max() / n_ev)}
     res.update(transfer_scores(codes, data, "cls", cfg, seed))
@@ -370,6 +390,8 @@ def downstream_eval(model, data, cfg: DownstreamConfig | None = None, seed: int 
             r = retrieval_scores(codes["idx"][a][ev], codes["idx"][b][ev], model.cfg.n_codes, data.y[ev], cfg.ks, seed)
             res.update({f"{k}_{a}_to_{b}": v for k, v in r.items()})
     for k in cfg.ks: res[f"recall@{k}_chance"] = min(1.0, k / max(len(ev), 1))
-    res.update({f"{sp}_{k}": v for k, v in codebook_health({m: codes["idx"][m][ev] for m in mods}, model.cfg.n_codes).items()})
+    res.update(
+        {f"{sp}_{k}": v for k, v in codebook_health({m: codes["idx"][m][ev] for m in mods}, model.cfg.n_codes).items()}
+    )
     res.update(mechanism_scores(codes, data, sp, seed))
     return res

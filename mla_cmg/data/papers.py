@@ -91,7 +91,8 @@ def load_array(path, ndim: int | None = None, dtype=np.float32) -> np.ndarray:
     if not path.is_file(): raise FileNotFoundError(f"{path}: file not found")
     try: a = np.load(path, allow_pickle=False)
     except ValueError as e: raise ValueError(f"{path}: not a plain numeric .npy ({e})") from None
-    if ndim is not None and a.ndim != ndim: raise ValueError(f"{path}: expected a {ndim}-d array, got shape {list(a.shape)}")
+    if ndim is not None and a.ndim != ndim:
+        raise ValueError(f"{path}: expected a {ndim}-d array, got shape {list(a.shape)}")
     return a.astype(dtype)
 
 # %% ../../nbs/13_data_papers.ipynb #c009
@@ -108,7 +109,8 @@ class _ListDataset(torch.utils.data.Dataset):
                 if skip_missing: self.dropped += 1; continue
                 raise FileNotFoundError(f"{missing[0]}: not found (listed at {list_file}:{lineno})")
             self.ids.append(sid); self.labels.append(self.classes.index(label))
-        if skip_missing and self.dropped: warnings.warn(f"{list_file}: skipped {self.dropped} entries with missing files")
+        if skip_missing and self.dropped:
+            warnings.warn(f"{list_file}: skipped {self.dropped} entries with missing files")
         if not self.ids: raise ValueError(f"{list_file}: no usable entries")
     def __len__(self): return len(self.ids)
     def _item(self, i, x, pad_mask=None, present=None):
@@ -136,18 +138,24 @@ class AVClipDataset(_ListDataset):
     def __getitem__(self, i):
         sid = self.ids[i]
         audio = load_array(self.audio_dir / f"{sid}.npy", ndim=2)
-        frames = np.stack([load_image(f, self.image_size, self.augment, self.rng) for f in pick_frames(self.frame_dir / sid, self.n_frames)])
+        frames = np.stack(
+            [load_image(f, self.image_size, self.augment, self.rng) for f in pick_frames(self.frame_dir / sid, self.n_frames)]
+        )
         return self._item(i, {"audio": audio, "visual": frames})
 
 def crema_d(root, split: str = "train", list_file=None, stat_file=None, **kw) -> AVClipDataset:
     "CREMA-D (6 emotions); lists default to `<root>/my_{split}_cre.txt` and `<root>/stat_cre.txt`."
     root = Path(root)
-    return AVClipDataset(root, split, list_file or root / f"my_{split}_cre.txt", stat_file or root / "stat_cre.txt", ".flv", "plain", **kw)
+    return AVClipDataset(
+        root, split, list_file or root / f"my_{split}_cre.txt", stat_file or root / "stat_cre.txt", ".flv", "plain", **kw
+    )
 
 def kinetics_sounds(root, split: str = "train", list_file=None, stat_file=None, **kw) -> AVClipDataset:
     "Kinetics-Sounds (31 classes, OGM-GE style); `<id>.mp4 <label>` lists and a ' >' stat file."
     root = Path(root)
-    return AVClipDataset(root, split, list_file or root / f"my_{split}_ks.txt", stat_file or root / "stat_ks.txt", ".mp4", "ks", **kw)
+    return AVClipDataset(
+        root, split, list_file or root / f"my_{split}_ks.txt", stat_file or root / "stat_ks.txt", ".mp4", "ks", **kw
+    )
 
 # %% ../../nbs/13_data_papers.ipynb #c013
 class TextImageDataset(_ListDataset):
@@ -160,11 +168,13 @@ class TextImageDataset(_ListDataset):
         self.classes = read_classes(stat_file)
         self.image_size, self.augment, self.rng = image_size, augment, np.random.default_rng(seed)
         self._init_entries(read_list(list_file, ".jpg ", 2, self.classes, "'<id>.jpg <label>'"), list_file, skip_missing)
-    def _files(self, sid): return [self.token_dir / f"{sid}_token.npy", self.token_dir / f"{sid}_pm.npy", self.image_dir / f"{sid}.jpg"]
+    def _files(self, sid):
+        return [self.token_dir / f"{sid}_token.npy", self.token_dir / f"{sid}_pm.npy", self.image_dir / f"{sid}.jpg"]
     def _text(self, sid):
         tok = load_array(self.token_dir / f"{sid}_token.npy", dtype=np.int64).reshape(-1)
         pm = load_array(self.token_dir / f"{sid}_pm.npy").reshape(-1) > 0.5
-        if tok.shape != pm.shape: raise ValueError(f"{self.token_dir / sid}_pm.npy: {pm.size} mask entries for {tok.size} tokens")
+        if tok.shape != pm.shape:
+            raise ValueError(f"{self.token_dir / sid}_pm.npy: {pm.size} mask entries for {tok.size} tokens")
         return tok, pm
     def __getitem__(self, i):
         sid = self.ids[i]; tok, pm = self._text(sid)
@@ -174,12 +184,16 @@ class TextImageDataset(_ListDataset):
 def food101(root, split: str = "train", list_file=None, stat_file=None, **kw) -> TextImageDataset:
     "UPMC Food-101 (101 classes); lists default to `<root>/my_{split}_food.txt`, `<root>/stat_food.txt`."
     root = Path(root)
-    return TextImageDataset(root, split, list_file or root / f"my_{split}_food.txt", stat_file or root / "stat_food.txt", **kw)
+    return TextImageDataset(
+        root, split, list_file or root / f"my_{split}_food.txt", stat_file or root / "stat_food.txt", **kw
+    )
 
 def mvsa(root, split: str = "train", list_file=None, stat_file=None, **kw) -> TextImageDataset:
     "MVSA-Single (negative / neutral / positive); lists default to `<root>/my_{split}_mvsa.txt`, `<root>/stat_mvsa.txt`."
     root = Path(root)
-    return TextImageDataset(root, split, list_file or root / f"my_{split}_mvsa.txt", stat_file or root / "stat_mvsa.txt", **kw)
+    return TextImageDataset(
+        root, split, list_file or root / f"my_{split}_mvsa.txt", stat_file or root / "stat_mvsa.txt", **kw
+    )
 
 # %% ../../nbs/13_data_papers.ipynb #c016
 IEMOCAP_SEP = " [split|sign] "
@@ -195,12 +209,20 @@ class IemocapDataset(TextImageDataset):
         self.token_dir = root / "text_token" / f"{split}_token"
         self.classes = read_classes(stat_file)
         self.image_size, self.augment, self.rng = image_size, augment, np.random.default_rng(seed)
-        entries = read_list(list_file, IEMOCAP_SEP.strip(), 3, self.classes, "'<id>.mp4 [split|sign] <caption> [split|sign] <label>'")
+        entries = read_list(
+            list_file, IEMOCAP_SEP.strip(), 3, self.classes, "'<id>.mp4 [split|sign] <caption> [split|sign] <label>'"
+        )
         entries = [(i, [f[0].split(".mp4")[0], f[1], f[2]]) for i, f in entries]
         self.captions = {f[0]: f[1] for _, f in entries}
         self._init_entries(entries, list_file, skip_missing)
         self.keep = random_mask(3, len(self.ids), missing_rate, seed)        # [N, 3]: audio, visual, text
-    def _files(self, sid): return [self.audio_dir / f"{sid}.npy", self.face_dir / sid, self.token_dir / f"{sid}_token.npy", self.token_dir / f"{sid}_pm.npy"]
+    def _files(self, sid):
+        return [
+            self.audio_dir / f"{sid}.npy",
+            self.face_dir / sid,
+            self.token_dir / f"{sid}_token.npy",
+            self.token_dir / f"{sid}_pm.npy",
+        ]
     def __getitem__(self, i):
         sid, keep = self.ids[i], self.keep[i]
         audio = load_array(self.audio_dir / f"{sid}.npy", ndim=2)
@@ -214,7 +236,9 @@ class IemocapDataset(TextImageDataset):
 def iemocap(root, split: str = "train", list_file=None, stat_file=None, **kw) -> IemocapDataset:
     "IEMOCAP (4 emotions); lists default to `<root>/my_{split}_iemo.txt` and `<root>/stat_iemo.txt`."
     root = Path(root)
-    return IemocapDataset(root, split, list_file or root / f"my_{split}_iemo.txt", stat_file or root / "stat_iemo.txt", **kw)
+    return IemocapDataset(
+        root, split, list_file or root / f"my_{split}_iemo.txt", stat_file or root / "stat_iemo.txt", **kw
+    )
 
 # %% ../../nbs/13_data_papers.ipynb #c019
 def _h5(path, key: str):
@@ -238,7 +262,8 @@ def _read_rows(ds, idx, block: int = 256, reduce=None) -> np.ndarray:
     return np.concatenate(parts)[inv]
 
 def _pool_maps(spatial: str):
-    if spatial == "mean": return lambda a: a.reshape(a.shape[0], a.shape[1], -1, a.shape[-1]).mean(2)   # [n,T,7,7,C] -> [n,T,C]
+    # [n,T,7,7,C] -> [n,T,C]
+    if spatial == "mean": return lambda a: a.reshape(a.shape[0], a.shape[1], -1, a.shape[-1]).mean(2)
     if spatial == "flatten": return lambda a: a.reshape(a.shape[0], a.shape[1], -1)
     if spatial == "keep": return None
     raise ValueError(f"spatial must be 'mean', 'flatten' or 'keep', got {spatial!r}")
@@ -255,7 +280,8 @@ def seg_labels_to_y(onehot: np.ndarray, where: str = "labels") -> tuple[np.ndarr
 def load_ave(root, spatial: str = "mean", labels=None, classes: list | None = None, block: int = 256) -> MMData:
     "AVE features of all three splits as an `MMData` (video maps pooled over the 7x7 grid by default)."
     root = Path(root)
-    if spatial == "keep": raise ValueError("load_ave holds [N, T, D] arrays; use spatial='mean' or 'flatten', or AVEDataset to stream maps")
+    if spatial == "keep":
+        raise ValueError("load_ave holds [N, T, D] arrays; use spatial='mean' or 'flatten', or AVEDataset to stream maps")
     orders = {}
     for s in ("train", "val", "test"):
         f, ds = _h5(root / f"{s}_order.h5", "order"); orders[s] = np.asarray(ds[()], np.int64).reshape(-1); f.close()
@@ -264,7 +290,9 @@ def load_ave(root, spatial: str = "mean", labels=None, classes: list | None = No
     arrays = {}
     for m, fname in (("audio", "audio_feature.h5"), ("visual", "visual_feature.h5")):
         f, ds = _h5(root / fname, "avadataset")
-        if idx.max() >= ds.shape[0]: f.close(); raise ValueError(f"{root / fname}: split orders index row {idx.max()}, file has {ds.shape[0]}")
+        if idx.max() >= ds.shape[0]:
+            f.close()
+            raise ValueError(f"{root / fname}: split orders index row {idx.max()}, file has {ds.shape[0]}")
         arrays[f"x_{m}"] = _read_rows(ds, idx, block, _pool_maps(spatial) if m == "visual" else None); f.close()
     f, ds = _h5(Path(labels) if labels else root / "labels.h5", "avadataset")
     onehot = _read_rows(ds, idx, block); f.close()
@@ -279,27 +307,38 @@ class AVEDataset(torch.utils.data.Dataset):
     "One AVE split, streamed from the HDF5 files: x={'audio': [10,128], 'visual': [10,7,7,512]}, y, seg_y."
     def __init__(self, root, split: str = "train", labels=None, spatial: str = "keep"):
         self.root, self.labels_path = Path(root), Path(labels) if labels else Path(root) / "labels.h5"
-        f, ds = _h5(self.root / f"{split}_order.h5", "order"); self.order = np.asarray(ds[()], np.int64).reshape(-1); f.close()
+        f, ds = _h5(self.root / f"{split}_order.h5", "order")
+        self.order = np.asarray(ds[()], np.int64).reshape(-1)
+        f.close()
         for p, k in ((self.root / "audio_feature.h5", "avadataset"), (self.root / "visual_feature.h5", "avadataset"), (self.labels_path, "avadataset")):
             f, _ = _h5(p, k); f.close()
         self.pool, self._files = _pool_maps(spatial), None
     def __len__(self): return len(self.order)
     def __getitem__(self, i):
         if self._files is None:   # opened lazily, once per DataLoader worker
-            self._files = [_h5(self.root / "audio_feature.h5", "avadataset"), _h5(self.root / "visual_feature.h5", "avadataset"),
-                           _h5(self.labels_path, "avadataset")]
+            self._files = [
+                _h5(self.root / "audio_feature.h5", "avadataset"),
+                _h5(self.root / "visual_feature.h5", "avadataset"),
+                _h5(self.labels_path, "avadataset"),
+            ]
         j = int(self.order[i])
         a, v, lab = (ds[j] for _, ds in self._files)
         v = v[None] if self.pool is None else self.pool(v[None])
         y, seg = seg_labels_to_y(np.asarray(lab)[None], str(self.labels_path))
-        return dict(x={"audio": torch.as_tensor(np.asarray(a, np.float32)), "visual": torch.as_tensor(np.asarray(v[0], np.float32))},
-                    mask={"audio": torch.tensor(True), "visual": torch.tensor(True)},
-                    y=torch.tensor(int(y[0])), idx=torch.tensor(i), seg_y=torch.as_tensor(seg[0]))
+        return dict(
+            x={"audio": torch.as_tensor(np.asarray(a, np.float32)), "visual": torch.as_tensor(np.asarray(v[0], np.float32))},
+            mask={"audio": torch.tensor(True), "visual": torch.tensor(True)},
+            y=torch.tensor(int(y[0])),
+            idx=torch.tensor(i),
+            seg_y=torch.as_tensor(seg[0]),
+        )
 
 # %% ../../nbs/13_data_papers.ipynb #c022
-_NUMPY_PICKLE_GLOBALS = {(mod, name) for mod in ("numpy.core.multiarray", "numpy._core.multiarray") for name in ("_reconstruct", "scalar")} | \
-    {(mod, "_frombuffer") for mod in ("numpy.core.numeric", "numpy._core.numeric")} | \
-    {("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode")}   # protocol 2 stores raw bytes via _codecs.encode
+_NUMPY_PICKLE_GLOBALS = (
+    {(mod, name) for mod in ("numpy.core.multiarray", "numpy._core.multiarray") for name in ("_reconstruct", "scalar")}
+    | {(mod, "_frombuffer") for mod in ("numpy.core.numeric", "numpy._core.numeric")}
+    | {("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode")}
+)  # protocol 2 stores raw bytes via _codecs.encode
 
 class _NumpyOnlyUnpickler(pickle.Unpickler):
     def find_class(self, module, name):

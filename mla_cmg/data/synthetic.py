@@ -28,7 +28,8 @@ def _markov(rng, init, trans, cls, length: int) -> np.ndarray:
     u, S = rng.random((len(cls), length)), init.shape[-1]
     s = np.empty((len(cls), length), np.int64)
     s[:, 0] = (u[:, :1] > np.cumsum(init[cls], 1)).sum(1)
-    for t in range(1, length): s[:, t] = (u[:, t:t + 1] > np.cumsum(trans[cls, np.minimum(s[:, t - 1], S - 1)], 1)).sum(1)
+    for t in range(1, length):
+        s[:, t] = (u[:, t : t + 1] > np.cumsum(trans[cls, np.minimum(s[:, t - 1], S - 1)], 1)).sum(1)
     return np.minimum(s, S - 1)   # a cumsum that rounds below 1 never yields an index past the last symbol
 
 def _timeline(onset, L, seq, T: int) -> np.ndarray:
@@ -70,15 +71,19 @@ def make_synthetic(n: int = 3000, n_modalities: int = 2, T: int = 8, dims: tuple
     if not 0 <= interaction <= 1: raise ValueError(f"interaction must be in [0, 1], got {interaction}")
     lo, hi = int(event_len[0]), int(event_len[1])
     span = T - offset * (M - 1)
-    if not (1 <= lo <= hi <= span): raise ValueError(f"need 1 <= event_len[0] <= event_len[1] <= T - offset*(M-1) = {span}, got {event_len}")
+    if not (1 <= lo <= hi <= span):
+        raise ValueError(f"need 1 <= event_len[0] <= event_len[1] <= T - offset*(M-1) = {span}, got {event_len}")
     if n_classes < 2: raise ValueError(f"n_classes must be >= 2, got {n_classes}")
     S = int(n_symbols)
     if S < 0 or S == 1: raise ValueError(f"n_symbols must be 0 (off) or >= 2, got {n_symbols}")
     if S and interaction > 0:
-        raise ValueError(f"n_symbols > 0 with interaction > 0 (got {interaction}): the symbols follow the class's chain "
-                         "in every modality and would reveal the XOR label to each one; use one or the other")
+        raise ValueError(
+            f"n_symbols > 0 with interaction > 0 (got {interaction}): the symbols follow the class's chain "
+            "in every modality and would reveal the XOR label to each one; use one or the other"
+        )
     if symbol_snr < 0: raise ValueError(f"symbol_snr must be >= 0, got {symbol_snr}")
-    if not 0 <= nuisance_rho <= 1: raise ValueError(f"nuisance_rho must be in [0, 1] (1 = constant in time), got {nuisance_rho}")
+    if not 0 <= nuisance_rho <= 1:
+        raise ValueError(f"nuisance_rho must be in [0, 1] (1 = constant in time), got {nuisance_rho}")
     if not 0 <= private_rate <= 1: raise ValueError(f"private_rate must be in [0, 1], got {private_rate}")
     rng = np.random.default_rng(seed)
     C, K = int(n_classes), (int(n_classes) + 1) // 2
@@ -112,13 +117,18 @@ def make_synthetic(n: int = 3000, n_modalities: int = 2, T: int = 8, dims: tuple
     priv, priv_x = {}, {}
     if private_rate > 0:
         rp = np.random.default_rng([seed, 3])
-        draw = [(rp.random(n) < private_rate, rp.integers(lo, hi + 1, size=n), rp.random(n), rp.integers(1, C, size=n))
-                for _ in range(M)]                       # when, how long, where, which class: the same with or without symbols
+        draw = [
+            (rp.random(n) < private_rate, rp.integers(lo, hi + 1, size=n), rp.random(n), rp.integers(1, C, size=n))
+            for _ in range(M)
+        ]  # when, how long, where, which class: the same with or without symbols
         for m, (has, Lp, u, shift) in enumerate(draw):
             onp, cp = (u * (T - Lp + 1)).astype(int), (c + shift) % C                  # cp: a class other than c
             priv[names[m]] = ((t >= onp[:, None]) & (t < (onp + Lp)[:, None])) & has[:, None]
             px = snr[m] * priv[names[m]][:, :, None] * (P[m][cp // 2] + (2 * (cp % 2) - 1)[:, None] * Q[m])[:, None, :]
-            if S: px = px + symbol_snr * _render(G[m], np.where(priv[names[m]], _timeline(onp, Lp, _markov(rp, init, trans, cp, hi), T), -1))
+            if S:
+                px = px + symbol_snr * _render(
+                    G[m], np.where(priv[names[m]], _timeline(onp, Lp, _markov(rp, init, trans, cp, hi), T), -1)
+                )
             priv_x[names[m]] = px
     ra = np.random.default_rng([seed, 2]) if nuisance_rho < 1 else None
     x, z, zt = {}, {}, {}

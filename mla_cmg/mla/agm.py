@@ -71,7 +71,8 @@ class AGM(Joint):
         return shapley_responses(f, self.modalities)
 
     def training_step(self, batch, ctx):
-        if ctx.distributed: raise ConfigError("agm: data-parallel training (torchrun) is not supported yet; use world_size: 1")
+        if ctx.distributed:
+            raise ConfigError("agm: data-parallel training (torchrun) is not supported yet; use world_size: 1")
         y = batch["y"]
         r = self.responses(batch)
         with torch.no_grad():
@@ -87,12 +88,17 @@ class AGM(Joint):
         if self.official_clip and self.head.weight.grad is not None and self.head.weight.grad.abs().max() > 1:
             nn.utils.clip_grad_norm_(self.parameters(), 1.0)
         ctx.step()
-        return {"loss": loss.item(), **{f"coeff_{m}": k[m] for m in self.modalities}, **{f"score_{m}": s[m] for m in self.modalities}}
+        return {
+            "loss": loss.item(),
+            **{f"coeff_{m}": k[m] for m in self.modalities},
+            **{f"score_{m}": s[m] for m in self.modalities},
+        }
 
     def predict(self, batch):
         feats = self.encode(batch)
         return self.head(self.fuse(feats, batch)), self.responses(batch, feats)
 
-    def extra_state(self) -> dict: return {"running": dict(self.running), "n_steps": self.n_steps, "last_k": dict(self.last_k)}
+    def extra_state(self) -> dict:
+        return {"running": dict(self.running), "n_steps": self.n_steps, "last_k": dict(self.last_k)}
     def load_extra_state(self, state: dict) -> None:
         self.running, self.n_steps, self.last_k = dict(state["running"]), int(state["n_steps"]), dict(state["last_k"])

@@ -54,7 +54,8 @@ class HGM(nn.Module):
         if self.variant == "off" or (first and self.skip_first): return grad
         if feats.shape[-1] != self.d or grad.shape[-1] != self.d:
             raise ValueError(f"HGM(d={self.d}): got features {tuple(feats.shape)} and gradient {tuple(grad.shape)}")
-        r = global_mean(feats.detach()) if is_sharded() else feats.detach().mean(0)   # data-parallel: the global batch's mean
+        # data-parallel: the global batch's mean
+        r = global_mean(feats.detach()) if is_sharded() else feats.detach().mean(0)
         owm_update(self.P, r, alpha, self.variant, inplace=True)
         gp = grad @ self.P.T.to(grad.dtype)                   # [C, d] @ [d, d]
         return gp.add_(grad) if self.variant == "add" else gp

@@ -54,7 +54,8 @@ class InfoReg(Joint):
         self._start = {m: [p.detach().clone() for p in self.encoders[m].parameters()] for m in self.modalities}
 
     def training_step(self, batch, ctx):
-        if ctx.distributed: raise ConfigError("inforeg: data-parallel training (torchrun) is not supported yet; use world_size: 1")
+        if ctx.distributed:
+            raise ConfigError("inforeg: data-parallel training (torchrun) is not supported yet; use world_size: 1")
         if self._start is None: self.on_epoch_start(ctx.epoch)
         y, feats = batch["y"], self.encode(batch)
         out, block = self.head(self.fuse(feats, batch)), self.block_logits(feats, batch)

@@ -59,7 +59,8 @@ class MMPareto(Joint):
         return F.cross_entropy(self.head(self.fuse(feats, batch)), y), uni
 
     def training_step(self, batch, ctx):
-        if ctx.distributed: raise ConfigError("mmpareto: data-parallel training (torchrun) is not supported yet; use world_size: 1")
+        if ctx.distributed:
+            raise ConfigError("mmpareto: data-parallel training (torchrun) is not supported yet; use world_size: 1")
         feats = self.encode(batch)
         l_mm, l_u = self.losses(feats, batch)
         enc = {m: [p for p in self.encoders[m].parameters() if p.requires_grad] for m in self.modalities}
@@ -67,9 +68,15 @@ class MMPareto(Joint):
         g_all = torch.autograd.grad(l_mm, flat, retain_graph=True, allow_unused=True)
         g_mm, i = {}, 0
         for m in self.modalities:
-            g_mm[m] = [torch.zeros_like(p) if g is None else g for p, g in zip(enc[m], g_all[i:i + len(enc[m])])]; i += len(enc[m])
-        g_u = {m: [torch.zeros_like(p) if g is None else g
-                   for p, g in zip(enc[m], torch.autograd.grad(l_u[m], enc[m], retain_graph=True, allow_unused=True))] for m in l_u}
+            g_mm[m] = [torch.zeros_like(p) if g is None else g for p, g in zip(enc[m], g_all[i : i + len(enc[m])])]
+            i += len(enc[m])
+        g_u = {
+            m: [
+                torch.zeros_like(p) if g is None else g
+                for p, g in zip(enc[m], torch.autograd.grad(l_u[m], enc[m], retain_graph=True, allow_unused=True))
+            ]
+            for m in l_u
+        }
         total = l_mm + sum(l_u.values())
         total.backward()                                  # the heads' gradient (the encoders' is replaced below)
         logs = {"loss": total.item(), "loss_mm": l_mm.item(), **{f"loss_{m}": l.item() for m, l in l_u.items()}}
@@ -77,8 +84,11 @@ class MMPareto(Joint):
             if m not in g_u:                                # absent from the whole batch: no gradient for its encoder
                 for p in enc[m]: p.grad = None
                 continue
-            k_mm, k_u, cos = (pareto_weights(torch.cat([g.flatten() for g in g_mm[m]]), torch.cat([g.flatten() for g in g_u[m]]))
-                              if self.pareto else (0.5, 0.5, float("nan")))
+            k_mm, k_u, cos = (
+                pareto_weights(torch.cat([g.flatten() for g in g_mm[m]]), torch.cat([g.flatten() for g in g_u[m]]))
+                if self.pareto
+                else (0.5, 0.5, float("nan"))
+            )
             for p, g in zip(enc[m], combine(g_mm[m], g_u[m], k_mm, k_u, self.gamma)): p.grad = g
             logs[f"cos_{m}"], logs[f"k_mm_{m}"] = cos, k_mm
         ctx.step()
