@@ -62,6 +62,11 @@ class MultimodalMethod(Method):
         "Multimodal logits `[B, C]` and per-modality logits `{m: [B, C]}`."
         raise NotImplementedError
 
+    def metric_names(self) -> set:
+        "What `evaluate` can return: `acc`, `f1_macro`, `acc_<m>` and, for methods that fuse unimodal heads, `acc_fuse_<rule>`."
+        fuse = {f"acc_fuse_{k}" for k in FUSION_MODES + ("mean",)} if self.fuses_unimodal else set()
+        return {"acc", "f1_macro", *(f"acc_{m}" for m in self.modalities)} | fuse
+
     def evaluate(self, loader) -> dict:
         "Multimodal accuracy (`acc`), macro-F1, per-modality accuracy on present samples (and fusion variants)."
         ys, fused, per, pres, fuse = [], [], {m: [] for m in self.modalities}, {m: [] for m in self.modalities}, {}
