@@ -70,8 +70,10 @@ def _report(e: BaseException) -> None:
     "Write this rank's error where the runner reads it (`$MLA_CMG_ERROR_DIR/rank<r>.txt`): torchrun's summary hides it."
     d = os.environ.get("MLA_CMG_ERROR_DIR")
     if not d or isinstance(e, (KeyboardInterrupt, SystemExit)): return
-    if isinstance(e, ConfigError) or type(e).__name__ == "TrainingDiverged": text = f"{type(e).__name__}: {e}"
-    else: text = "".join(traceback.format_exception(e)[-8:]).strip()
+    text = f"{type(e).__name__}: {e}"
+    if not (isinstance(e, ConfigError) or type(e).__name__ == "TrainingDiverged"):    # where an unexpected error arose
+        f = traceback.extract_tb(e.__traceback__)[-1] if e.__traceback__ else None
+        if f: text += f"\n  (raised at {f.filename}:{f.lineno}, in {f.name})"
     try: Path(d, f"rank{os.environ.get('RANK', '0')}.txt").write_text(text + "\n")
     except OSError: pass
 

@@ -237,8 +237,8 @@ RUNS = {
         MLA + _sets(MLA_SMALL + ["select_metric=bogus"]), None, 1,
         ["select_metric='bogus'", "allowed", "'acc'"], {"ckpt/last.pt": False}),
     "world_size 2: a rank's error reaches the user": (
-        MLA + _sets(MLA_SMALL + ["world_size=2", "dataset=nothing_here.npz"]), None, 1,
-        ["rank", "nothing_here.npz: dataset file not found"], {}),
+        MLA + _sets(["epochs=2", "probe=false", "world_size=2", "dataset=nothing_here.npz"]), None, 1,
+        ["ranks 0, 1: FileNotFoundError", "nothing_here.npz: dataset file not found"], {}),
     "world_size 2: the run records how it was run": (
         MLA + _sets(MLA_SMALL + ["world_size=2"]), None, 0, [], {"run.json": True, "metrics.json": True}),
 }
