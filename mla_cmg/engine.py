@@ -49,7 +49,8 @@ class TrainConfig:
             raise ConfigError(f"TrainConfig.select_mode must be 'max' or 'min', got {self.select_mode!r}")
         for k in ("epochs", "batch_size", "eval_batch_size", "lr_step"):
             if getattr(self, k) < 1: raise ConfigError(f"TrainConfig.{k} must be >= 1, got {getattr(self, k)}")
-        for k, lo, strict in (("lr", 0, True), ("lr_gamma", 0, True), ("momentum", 0, False), ("weight_decay", 0, False)):
+        for k, lo, strict in (("lr", 0, True), ("lr_gamma", 0, True), ("momentum", 0, False),
+                              ("weight_decay", 0, False)):
             v = getattr(self, k)      # NaN fails every comparison; a negative lr, gamma or clip turns the step around
             if not (math.isfinite(v) and (v > lo if strict else v >= lo)):
                 raise ConfigError(f"TrainConfig.{k} must be a finite number {'>' if strict else '>='} {lo}, got {v!r}")
@@ -118,7 +119,8 @@ def to_device(batch, device):
     if isinstance(batch, (list, tuple)): return type(batch)(to_device(v, device) for v in batch)
     return batch
 
-def make_loader(ds: Dataset, batch_size: int, shuffle: bool = False, collate_fn=None, seed: int = 0, epoch: int = 0) -> DataLoader:
+def make_loader(ds: Dataset, batch_size: int, shuffle: bool = False, collate_fn=None,
+                seed: int = 0, epoch: int = 0) -> DataLoader:
     "A single-process loader; when shuffling, its order depends only on `(seed, epoch)`."
     g = None
     if shuffle:
@@ -164,7 +166,8 @@ def _check_finite(logs: dict, epoch: int, batch_idx: int, n_batches: int, global
     if not bad: return
     kept = (f"the last good checkpoint is {last} (epoch {epoch - 1}), left as it was" if last is not None and last.exists()
             else "no checkpoint of an earlier epoch exists" if last is not None else "no run folder was given")
-    raise TrainingDiverged(f"training diverged at step {global_step} (epoch {epoch}, batch {batch_idx + 1}/{n_batches}): "
+    raise TrainingDiverged(f"training diverged at step {global_step} (epoch {epoch}, batch "
+                           f"{batch_idx + 1}/{n_batches}): "
                            f"non-finite {', '.join(bad)}; the step's logs: "
                            + ", ".join(f"{k}={v:.4g}" for k, v in logs.items())
                            + f". {kept[0].upper() + kept[1:]}. Lower the learning rate (lr), or set grad_clip.")
@@ -260,7 +263,8 @@ def fit(method: Method, train_ds: Dataset, val_ds: Dataset | None = None, test_d
         if stop_after is not None and epoch - start >= stop_after: break
         t0 = time.time()
         method.on_epoch_start(epoch)
-        if ws == 1: loader = make_loader(train_ds, cfg.batch_size, shuffle=True, collate_fn=collate_fn, seed=cfg.seed, epoch=epoch)
+        if ws == 1: loader = make_loader(train_ds, cfg.batch_size, shuffle=True, collate_fn=collate_fn,
+                                         seed=cfg.seed, epoch=epoch)
         else: loader = _shard_loader(train_ds, cfg, collate_fn, epoch, ws)
         sums, n = {}, 0
         for i, batch in enumerate(loader):
@@ -290,13 +294,17 @@ def fit(method: Method, train_ds: Dataset, val_ds: Dataset | None = None, test_d
             best_state = copy.deepcopy(method.state_dict())
             if best_path and main: save_checkpoint(best_path, {"model": best_state, "epoch": epoch})
         if last is not None and main:
-            save_checkpoint(last, {"model": method.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                                   "extra": method.extra_state(), "rng": rng_state(), "epoch": epoch, "history": history,
-                                   "best_score": best_score, "best_epoch": best_epoch, "cfg": _cfg_dict(cfg), "steps": steps})
+            save_checkpoint(last, {"model": method.state_dict(), "optimizer": opt.state_dict(),
+                                   "scheduler": sched.state_dict(),
+                                   "extra": method.extra_state(), "rng": rng_state(), "epoch": epoch,
+                                   "history": history,
+                                   "best_score": best_score,
+                                   "best_epoch": best_epoch, "cfg": _cfg_dict(cfg), "steps": steps})
             save_csv(run_dir / "history.csv", history)
             if steps: save_csv(run_dir / "steps.csv", steps)
         if ws > 1: D.barrier()                           # the checkpoint of this epoch is complete before anyone goes on
-        bar.set_postfix({k: f"{v:.3g}" for k, v in row.items() if k.startswith(("train_loss", f"val_{cfg.select_metric}"))})
+        bar.set_postfix({k: f"{v:.3g}" for k, v in row.items() if k.startswith(("train_loss",
+                                                                                f"val_{cfg.select_metric}"))})
     bar.close()
     epochs_run = len(history)
     if best_state is not None: method.load_state_dict(best_state)
@@ -304,7 +312,8 @@ def fit(method: Method, train_ds: Dataset, val_ds: Dataset | None = None, test_d
     key = f"test_{cfg.select_metric}"
     off = [r for r in history if key in r]
     off_row = (max if cfg.select_mode == "max" else min)(off, key=lambda r: r[key]) if off else None
-    return FitResult(history=history, steps=steps, epoch_times=epoch_times, best_epoch=best_epoch, val=val, test=test, epochs_run=epochs_run,
+    return FitResult(history=history, steps=steps, epoch_times=epoch_times, best_epoch=best_epoch, val=val, test=test,
+                     epochs_run=epochs_run,
                      protocol="val" if val_ds is not None else "last",
                      official_epoch=off_row["epoch"] if off_row else None,
                      official_test={k[5:]: v for k, v in off_row.items() if k.startswith("test_")} if off_row else {})

@@ -29,7 +29,8 @@ def check_params(experiment: str, params: dict, sources: dict | None = None, whe
     if world_size > 1 and train.batch_size % world_size:
         src = f" (from {sources['batch_size']})" if sources and "batch_size" in sources else ""
         raise ConfigError(f"{where}: batch_size{src} ({train.batch_size}) is the global batch and must be divisible by "
-                          f"world_size ({world_size}); e.g. batch_size={train.batch_size - train.batch_size % world_size or world_size}")
+                          f"world_size ({world_size}); e.g. "
+                          f"batch_size={train.batch_size - train.batch_size % world_size or world_size}")
 
 def run_params(experiment: str, params: dict, sources: dict | None = None, where: str = "mla_cmg.launch") -> dict:
     "Train one run from its flat parameters, as the experiment notebook does (`train_mla` / `train_cmg`), in this process group."
@@ -41,11 +42,13 @@ def run_params(experiment: str, params: dict, sources: dict | None = None, where
         method_cfg, enc_cfg, train_cfg, run = split_params(params, sources, where=where)
         if "dataset" not in run: raise ConfigError(f"{where}: key 'dataset' missing (a benchmark name or a dataset .npz path)")
         device = D.init_from_env(run.get("device"))
-        data = load_mla_data(run["dataset"], root=run.get("data_root", "data/prepared"), data_seed=run.get("data_seed", 0),
+        data = load_mla_data(run["dataset"], root=run.get("data_root", "data/prepared"),
+                             data_seed=run.get("data_seed", 0),
                              interaction=run.get("interaction"), synthetic=run.get("synthetic"),
                              missing_rate=run.get("missing_rate", 0.0), mask_seed=train_cfg.seed)
         out_dir = run.get("out_dir") or f"runs/mla/manual/{config_hash(params)[:12]}"
-        return run_experiment(data, method_cfg, enc_cfg, train_cfg, out_dir=out_dir, probe=run.get("probe", True), eval_split=run.get("eval_split", "test"),
+        return run_experiment(data, method_cfg, enc_cfg, train_cfg, out_dir=out_dir, probe=run.get("probe", True),
+                              eval_split=run.get("eval_split", "test"),
                               device=device, timing_file=run.get("timing_file"))
     from mla_cmg.cmg.downstream import prepare_data
     from mla_cmg.cmg.run import run_experiment, split_params
@@ -54,7 +57,8 @@ def run_params(experiment: str, params: dict, sources: dict | None = None, where
     device = D.init_from_env(run.get("device"))
     data = prepare_data(run["dataset"], run.get("data_root", "data/prepared"), run.get("data_seed", 0))
     out_dir = run.get("out_dir") or f"runs/cmg/manual/{config_hash(params)[:12]}"
-    return run_experiment(data, model_cfg, train_cfg, down_cfg, out_dir=out_dir, device=device, timing_file=run.get("timing_file"))
+    return run_experiment(data, model_cfg, train_cfg, down_cfg, out_dir=out_dir, device=device,
+                          timing_file=run.get("timing_file"))
 
 # %% ../nbs/06_launch.ipynb #c004
 def _die_with_torchrun() -> None:
@@ -84,14 +88,16 @@ def main(argv=None) -> int:
     from mla_cmg.runner import _parse_sets, resolve, timing_path
     ap = argparse.ArgumentParser(prog="python -m mla_cmg.launch", description=main.__doc__)
     ap.add_argument("experiment"); ap.add_argument("benchmark"); ap.add_argument("variant")
-    ap.add_argument("--seed", type=int, default=None, help="the seed to run (default: the first of params.yaml's seeds)")
+    ap.add_argument("--seed", type=int, default=None,
+                    help="the seed to run (default: the first of params.yaml's seeds)")
     ap.add_argument("--params", default="params.yaml"); ap.add_argument("--root", default="runs")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     ap.add_argument("--name", default=None); ap.add_argument("--profile", default=None)
     a = ap.parse_args(argv)
     try:
         extra = _parse_sets(a.set)
-        _, sets, sources = resolve(read_yaml(a.params), a.experiment, a.benchmark, a.variant, root=a.root, where=a.params,
+        _, sets, sources = resolve(read_yaml(a.params), a.experiment, a.benchmark, a.variant, root=a.root,
+                                   where=a.params,
                                    sets=extra, name=a.name, profile=a.profile)
         seeds = [p["seed"] for p in sets]
         if a.seed is not None and a.seed not in seeds:

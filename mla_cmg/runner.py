@@ -31,7 +31,8 @@ def apply_profile(params: dict, name: str | None, where: str = "params.yaml") ->
 def _section(d: dict, key: str, where: str):
     if not isinstance(d, dict) or key not in d:
         close = _close(key, [str(k) for k in d]) if isinstance(d, dict) else ""
-        raise ConfigError(f"{where}: key '{key}' not found{close}; available: {sorted(d) if isinstance(d, dict) else d!r}")
+        raise ConfigError(f"{where}: key '{key}' not found{close}; available: "
+                          f"{sorted(d) if isinstance(d, dict) else d!r}")
     return d[key]
 
 RUNNER_KEYS = ("seeds", "jobs", "world_size")      # the top-level scalars of params.yaml that the runner reads
@@ -84,7 +85,8 @@ def check_seeds(seeds, where: str = "params.yaml [seeds]") -> list[int]:
     return [int(s) for s in seeds]
 
 def resolve(params: dict, experiment: str, bench: str, variant: str, root: str = "runs", where: str = "params.yaml",
-            sets: dict | None = None, name: str | None = None, profile: str | None = None) -> tuple[str, list[dict], dict]:
+            sets: dict | None = None, name: str | None = None,
+            profile: str | None = None) -> tuple[str, list[dict], dict]:
     "The notebook, the per-seed parameters and where each value came from, for one configuration of `params.yaml`."
     patch = ((params.get("profiles") or {}).get(profile) or {}) if profile else {}
     params = apply_profile(params, profile, where)
@@ -150,7 +152,8 @@ def _kernel_manager(sockets: str):
         @default("ip")
         def _ip_default(self): return sockets      # jupyter_client's default, ./kernel-ipc, is shared by every kernel in the cwd
         async def _async_pre_start_kernel(self, **kw):
-            if sys.platform.startswith("linux"): kw.setdefault("preexec_fn", functools.partial(_die_with_parent, os.getpid()))
+            if sys.platform.startswith("linux"): kw.setdefault("preexec_fn",
+                                                               functools.partial(_die_with_parent, os.getpid()))
             return await super()._async_pre_start_kernel(**kw)
     return IPCKernelManager
 _KERNEL_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "PYTHONHASHSEED": "0",
@@ -173,7 +176,8 @@ def _execute(notebook, parameters: dict, kernel: str, cwd: str, sources: dict | 
     os.chdir(cwd); os.environ.update(_KERNEL_ENV)
     null = os.open(os.devnull, os.O_WRONLY); os.dup2(null, 1); os.dup2(null, 2); os.close(null)  # kernel chatter; errors come back raised
     out_dir = Path(parameters["out_dir"])        # the notebook claims (creates) it; the runner writes nothing there first
-    run_notebook(notebook, out_dir / "run.ipynb", parameters, sources, kernel, cwd, what=f"seed {parameters.get('seed')}",
+    run_notebook(notebook, out_dir / "run.ipynb", parameters, sources, kernel, cwd,
+                 what=f"seed {parameters.get('seed')}",
                  failed_nb=failed_path(out_dir, root))
     return str(out_dir), time.time() - t0
 
@@ -192,7 +196,8 @@ def run_notebook(notebook, out_nb, params: dict, sources: dict | None = None, ke
             sockets = tempfile.mkdtemp(prefix="mla_cmg-kernel-")
             try:
                 pm.execute_notebook(str(notebook), str(stage), parameters={"params": params, "sources": sources or {}},
-                                    kernel_name=kernel, language="python", progress_bar=False, log_output=False, cwd=cwd,
+                                    kernel_name=kernel, language="python", progress_bar=False, log_output=False,
+                                    cwd=cwd,
                                     start_timeout=KERNEL_START_TIMEOUT, record_timing=False,
                                     kernel_manager_class=_kernel_manager(os.path.join(sockets, "ipc")))
                 tidy_record(stage, cwd, output_path=Path(cwd, out_nb))
@@ -312,7 +317,8 @@ def run_torchrun(experiment, bench, variant, param_sets: list, world_size: int, 
     outs = []
     for p in param_sets:
         cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={world_size}",
-               "-m", "mla_cmg.launch", experiment, bench, variant, "--seed", str(p["seed"]), "--params", str(params_file),
+               "-m", "mla_cmg.launch", experiment, bench, variant, "--seed", str(p["seed"]),
+               "--params", str(params_file),
                "--root", str(root)] + [x for kv in sets for x in ("--set", kv)] + \
               (["--name", name] if name else []) + (["--profile", profile] if profile else [])
         t0 = time.time()
@@ -364,7 +370,8 @@ def main(argv=None) -> int:
     import argparse
     ap = argparse.ArgumentParser(prog="python -m mla_cmg.runner", description=main.__doc__)
     ap.add_argument("experiment", nargs="?"); ap.add_argument("benchmark", nargs="?"); ap.add_argument("variant", nargs="?")
-    ap.add_argument("--notebook", default=None, help="run this one notebook (e.g. the report) with --set values as its params")
+    ap.add_argument("--notebook", default=None,
+                    help="run this one notebook (e.g. the report) with --set values as its params")
     ap.add_argument("--out", default=None, help="with --notebook: the executed record to write")
     ap.add_argument("--params", default="params.yaml"); ap.add_argument("--root", default="runs")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -375,14 +382,16 @@ def main(argv=None) -> int:
     extra = _parse_sets(a.set)
     if a.notebook:
         if not a.out: ap.error("--notebook needs --out")
-        run_notebook(a.notebook, a.out, extra, {k: "--set" for k in extra}, failed_nb=Path(a.root, ".failed", Path(a.out).name))
+        run_notebook(a.notebook, a.out, extra, {k: "--set" for k in extra},
+                     failed_nb=Path(a.root, ".failed", Path(a.out).name))
         return 0
     if not (a.experiment and a.benchmark and a.variant): ap.error("give EXPERIMENT BENCHMARK VARIANT, or --notebook NB --out OUT")
     params = read_yaml(a.params)
     name = a.name or a.variant
     # world_size and jobs are the runner's (top level of params.yaml); the rest goes to the notebook
     own = {k: extra.pop(k) for k in ("world_size", "jobs") if k in extra}
-    ws, jobs = runner_settings(apply_profile(params, a.profile, a.params), a.params + (f" (profile {a.profile})" if a.profile else ""), own)
+    ws, jobs = runner_settings(apply_profile(params, a.profile, a.params),
+                               a.params + (f" (profile {a.profile})" if a.profile else ""), own)
     nb, sets, sources = resolve(params, a.experiment, a.benchmark, a.variant, root=a.root, where=a.params, sets=extra,
                                 name=name, profile=a.profile)
     folder = Path(a.root, a.experiment.replace(".", "_"), a.benchmark)
@@ -397,7 +406,8 @@ def main(argv=None) -> int:
         outs = run_torchrun(a.experiment, a.benchmark, a.variant, sets, ws, kept, a.params, a.root, name, a.profile)
     else:
         outs = run_all(nb, sets, jobs=jobs, sources=sources, root=a.root)
-        for p in sets: save_json(Path(p["out_dir"], "run.json"), run_record(1, p.get("device", "cpu"), runner="papermill"))
+        for p in sets: save_json(Path(p["out_dir"], "run.json"),
+                                 run_record(1, p.get("device", "cpu"), runner="papermill"))
     summarize(outs, folder / f"{name}.json",
               extra={"experiment": a.experiment, "benchmark": a.benchmark, "variant": a.variant, "name": name,
                      "seeds": [p["seed"] for p in sets],

@@ -110,7 +110,8 @@ def check_arrays(arrays: dict, where: str = "<arrays>", seed: int = 0, val_frac:
                "Allowed keys: x_<modality>, mask_<modality>, y, split, seg_y, classes, lat_<name>. Rename or remove it.")
         raise _err(where, unknown[0], "only the keys of the mla_cmg format", "an unknown key", fix)
     if "y" not in arrays:
-        raise _err(where, "y", "int64 labels of shape [N]", "no such key", "Add the class index of every sample as 'y'.")
+        raise _err(where, "y", "int64 labels of shape [N]", "no such key",
+                   "Add the class index of every sample as 'y'.")
     if len(xkeys) < 2 or any(k == "x_" for k in xkeys):
         raise _err(where, "x_<modality>", "at least 2 modality arrays named x_<name>", f"{xkeys}",
                    "A multimodal dataset needs one x_<name> array per modality.")
@@ -189,7 +190,8 @@ def check_arrays(arrays: dict, where: str = "<arrays>", seed: int = 0, val_frac:
     if "split" in arrays:
         split = _str_array(arrays["split"], where, "split", n)
         odd = sorted(set(np.unique(split)) - set(SPLITS))
-        if odd: raise _err(where, "split", f"values in {list(SPLITS)}", f"{odd}", "Rename them (e.g. 'valid' -> 'val').")
+        if odd: raise _err(where, "split", f"values in {list(SPLITS)}", f"{odd}",
+                           "Rename them (e.g. 'valid' -> 'val').")
     else:
         split = stratified_split(y, seed, val_frac, test_frac)
     for s in SPLITS:
@@ -218,7 +220,8 @@ def check_arrays(arrays: dict, where: str = "<arrays>", seed: int = 0, val_frac:
         if k == "lat_":
             raise _err(where, k, "a latent name after 'lat_'", "an empty name", "Name it lat_<name>, e.g. lat_symbols.")
         if a.dtype.kind not in "biuf" or a.ndim < 1 or a.shape[0] != n:
-            raise _err(where, k, f"a numeric (bool, int or float) array whose first axis is N = {n} (the length of 'y')",
+            raise _err(where, k,
+                       f"a numeric (bool, int or float) array whose first axis is N = {n} (the length of 'y')",
                        _desc(a), "Latents hold one row per sample, in the order of the samples.")
         latents[k[4:]] = a
     return MMData(x=x, y=y, split=split.astype("<U5"), mask=mask, classes=classes.tolist(), seg_y=seg_y, name=name,
