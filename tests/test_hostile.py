@@ -236,9 +236,15 @@ RUNS = {
     "MLA select_metric=bogus": (
         MLA + _sets(MLA_SMALL + ["select_metric=bogus"]), None, 1,
         ["select_metric='bogus'", "allowed", "'acc'"], {"ckpt/last.pt": False}),
+    "CMG select_metric=bogus": (
+        CMG + _sets(CMG_SMALL + ["select_metric=bogus"]), None, 1,
+        ["select_metric='bogus'", "allowed", "'train_steps'"], {"train/last.pt": False, "metrics.json": False}),
     "world_size 2: a rank's error reaches the user": (
         MLA + _sets(["epochs=2", "probe=false", "world_size=2", "dataset=nothing_here.npz"]), None, 1,
         ["ranks 0, 1: FileNotFoundError", "nothing_here.npz: dataset file not found"], {}),
+    "world_size 2: divergence stops every rank": (
+        MLA + _sets(MLA_SMALL + ["optimizer=sgd", "lr=1e6", "world_size=2"]), None, 1,
+        ["ranks 0, 1: TrainingDiverged: training diverged at step", "loss="], {"metrics.json": False}),
     "world_size 2: the run records how it was run": (
         MLA + _sets(MLA_SMALL + ["world_size=2"]), None, 0, [], {"run.json": True, "metrics.json": True}),
 }
