@@ -15,7 +15,7 @@ export MKL_NUM_THREADS ?= 1
 # DVC stage commands call `python`: the venv's.
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: setup export check-export check-outputs outputs docs browser fetch-data test test-nbs test-py smoke evidence evidence-main evidence-cmg repro lab clean-venv
+.PHONY: setup export check-export check-outputs outputs docs browser fetch-data test test-nbs test-py test-slow smoke evidence evidence-main evidence-cmg repro lab clean-venv
 
 setup: $(STAMP)
 
@@ -68,6 +68,11 @@ test-nbs: setup fetch-data
 
 test-py: setup fetch-data browser docs
 	$(BIN)/python -m pytest -q tests
+
+# The runner cases that start kernels or torchrun (pytest marker `slow`, pytest.ini leaves them out of `make test`):
+# tests/test_hostile.py's slow rows and the kill tests of pipeline mode with 3 seeds and world_size 2. CI runs them.
+test-slow: setup
+	$(BIN)/python -m pytest -q -m slow tests
 
 test: check-export check-outputs test-nbs test-py
 

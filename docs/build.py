@@ -28,7 +28,10 @@ from nb_outputs import chapters  # noqa: E402  the library chapters in dependenc
 
 GROUPS = [("Shared pieces", "0"), ("Data", "1"), ("MLA (CVPR 2024)", "2"), ("CMG / Uni-Code (NeurIPS 2023)", "3"),
           ("Figures and report", "4")]
-MATHJAX_PARTS = ["tex-chtml.js", "output/chtml/fonts/woff-v2", "input/tex/extensions", "ui", "a11y", "adaptors"]
+# The accessibility extension (a11y/sre.js) reads its speech rules from [mathjax]/sre/mathmaps when the site has them
+# and from a CDN otherwise: the site ships the base and English rules (the menu's default locale).
+MATHJAX_PARTS = ["tex-chtml.js", "output/chtml/fonts/woff-v2", "input/tex/extensions", "ui", "a11y", "adaptors",
+                 "sre/mathmaps/base.json", "sre/mathmaps/en.json"]
 
 
 def mathjax_dir() -> Path:
@@ -176,7 +179,8 @@ def stage(stage_dir: Path) -> dict:
     for part in MATHJAX_PARTS:
         s = mj / part
         if s.is_dir(): shutil.copytree(s, dst / part)
-        elif s.exists(): dst.mkdir(parents=True, exist_ok=True); shutil.copy2(s, dst / part)
+        elif s.exists(): (dst / part).parent.mkdir(parents=True, exist_ok=True); shutil.copy2(s, dst / part)
+        else: raise SystemExit(f"docs: MathJax part {s} missing: reinstall django-static-mathjax")
     return info
 
 

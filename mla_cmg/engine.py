@@ -19,7 +19,8 @@ from .core import (ConfigError, get_device, load_checkpoint, rng_state, save_che
 from . import dist as D
 
 # %% auto #0
-__all__ = ['TrainConfig', 'StepContext', 'Method', 'to_device', 'make_loader', 'make_optimizer', 'FitResult', 'fit']
+__all__ = ['TrainConfig', 'StepContext', 'Method', 'to_device', 'make_loader', 'make_optimizer', 'FitResult', 'TrainingDiverged',
+           'fit']
 
 # %% ../nbs/02_engine.ipynb #c004
 @dataclass
@@ -48,7 +49,16 @@ class TrainConfig:
             raise ConfigError(f"TrainConfig.select_mode must be 'max' or 'min', got {self.select_mode!r}")
         for k in ("epochs", "batch_size", "eval_batch_size", "lr_step"):
             if getattr(self, k) < 1: raise ConfigError(f"TrainConfig.{k} must be >= 1, got {getattr(self, k)}")
-        if not self.lr > 0: raise ConfigError(f"TrainConfig.lr must be > 0, got {self.lr}")
+        for k, lo, strict in (("lr", 0, True), ("lr_gamma", 0, True), ("momentum", 0, False),
+                              ("weight_decay", 0, False)):
+            v = getattr(self, k)      # NaN fails every comparison; a negative lr, gamma or clip turns the step around
+            if not (math.isfinite(v) and (v > lo if strict else v >= lo)):
+                raise ConfigError(f"TrainConfig.{k} must be a finite number {'>' if strict else '>='} {lo}, got {v!r}")
+        if self.grad_clip is not None and not (math.isfinite(self.grad_clip) and self.grad_clip > 0):
+            raise ConfigError(f"TrainConfig.grad_clip must be a finite max gradient norm > 0, or None (no clipping); "
+                              f"got {self.grad_clip!r}")
+        if not (isinstance(self.select_metric, str) and self.select_metric):
+            raise ConfigError(f"TrainConfig.select_metric must be the name of a validation metric, got {self.select_metric!r}")
 
 # %% ../nbs/02_engine.ipynb #c006
 @dataclass
@@ -93,6 +103,10 @@ class Method(nn.Module):
         "Metrics on a loader (called in eval mode under `torch.no_grad`)."
         raise NotImplementedError
 
+    def metric_names(self) -> set | None:
+        "The keys `evaluate` returns, when known before training (lets `fit` reject a misspelt `select_metric` early)."
+        return None
+
     def on_epoch_start(self, epoch: int) -> None: pass
     def extra_state(self) -> dict: return {}
     def load_extra_state(self, state: dict) -> None: pass
@@ -105,7 +119,8 @@ def to_device(batch, device):
     if isinstance(batch, (list, tuple)): return type(batch)(to_device(v, device) for v in batch)
     return batch
 
-def make_loader(ds: Dataset, batch_size: int, shuffle: bool = False, collate_fn=None, seed: int = 0, epoch: int = 0) -> DataLoader:
+def make_loader(ds: Dataset, batch_size: int, shuffle: bool = False, collate_fn=None,
+                seed: int = 0, epoch: int = 0) -> DataLoader:
     "A single-process loader; when shuffling, its order depends only on `(seed, epoch)`."
     g = None
     if shuffle:
@@ -139,6 +154,29 @@ class FitResult:
     official_test: dict = field(default_factory=dict)
     steps: list = field(default_factory=list)   # per-step logs, when cfg.log_steps
     epoch_times: list = field(default_factory=list)   # wall seconds of the epochs run by this call (not in history)
+
+class TrainingDiverged(RuntimeError):
+    "A training step produced a non-finite loss (or other non-finite log): the run stops there."
+
+_CKPT_KEYS = ("model", "optimizer", "scheduler", "extra", "rng", "epoch", "history", "best_score", "best_epoch", "cfg")
+
+def _check_finite(logs: dict, epoch: int, batch_idx: int, n_batches: int, global_step: int, last) -> None:
+    "Stop at the first step whose logs (loss terms, ...) are not all finite, naming the step, the terms and their values."
+    bad = [k for k, v in logs.items() if not math.isfinite(v)]
+    if not bad: return
+    kept = (f"the last good checkpoint is {last} (epoch {epoch - 1}), left as it was" if last is not None and last.exists()
+            else "no checkpoint of an earlier epoch exists" if last is not None else "no run folder was given")
+    raise TrainingDiverged(f"training diverged at step {global_step} (epoch {epoch}, batch "
+                           f"{batch_idx + 1}/{n_batches}): "
+                           f"non-finite {', '.join(bad)}; the step's logs: "
+                           + ", ".join(f"{k}={v:.4g}" for k, v in logs.items())
+                           + f". {kept[0].upper() + kept[1:]}. Lower the learning rate (lr), or set grad_clip.")
+
+def _check_select(cfg, names, where: str) -> None:
+    if names is not None and cfg.select_metric not in names:
+        from mla_cmg.core import _close
+        raise ConfigError(f"TrainConfig.select_metric={cfg.select_metric!r} is not a metric of {where}"
+                          f"{_close(cfg.select_metric, names)}; allowed: {sorted(names)}")
 
 def _better(a, b, mode):
     if b is None: return True
@@ -193,6 +231,7 @@ def fit(method: Method, train_ds: Dataset, val_ds: Dataset | None = None, test_d
     method.to(device)
     ws, main = D.world(), D.is_main()
     if ws > 1: _dist_setup(method, cfg, len(train_ds), device)
+    if val_ds is not None: _check_select(cfg, method.metric_names(), type(method).__name__)   # before any step
     params = method.optim_params()
     opt = make_optimizer(params, cfg)
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=cfg.lr_step, gamma=cfg.lr_gamma)
@@ -201,6 +240,10 @@ def fit(method: Method, train_ds: Dataset, val_ds: Dataset | None = None, test_d
     history, steps, epoch_times, start, best_score, best_epoch, best_state = [], [], [], 0, None, -1, None
     if resume and last is not None and last.exists():
         ck = load_checkpoint(last, map_location=device)
+        missing = [k for k in _CKPT_KEYS if not isinstance(ck, dict) or k not in ck]
+        if missing:
+            raise ConfigError(f"{last}: not a checkpoint written by fit (missing key(s) {missing}; expected {list(_CKPT_KEYS)}). "
+                              f"Delete {run_dir} to start this run again, or pass resume=False.")
         if ck["cfg"] != _cfg_dict(cfg):
             raise ConfigError(f"{last}: checkpoint was written with a different TrainConfig {ck['cfg']} "
                               f"(now {_cfg_dict(cfg)}); delete {run_dir} or pass resume=False")
@@ -220,7 +263,8 @@ def fit(method: Method, train_ds: Dataset, val_ds: Dataset | None = None, test_d
         if stop_after is not None and epoch - start >= stop_after: break
         t0 = time.time()
         method.on_epoch_start(epoch)
-        if ws == 1: loader = make_loader(train_ds, cfg.batch_size, shuffle=True, collate_fn=collate_fn, seed=cfg.seed, epoch=epoch)
+        if ws == 1: loader = make_loader(train_ds, cfg.batch_size, shuffle=True, collate_fn=collate_fn,
+                                         seed=cfg.seed, epoch=epoch)
         else: loader = _shard_loader(train_ds, cfg, collate_fn, epoch, ws)
         sums, n = {}, 0
         for i, batch in enumerate(loader):
@@ -229,6 +273,7 @@ def fit(method: Method, train_ds: Dataset, val_ds: Dataset | None = None, test_d
             else:
                 with D.sharded(): logs = D.mean_logs(method.training_step(to_device(batch, device), ctx))
             logs = {k: float(v) for k, v in logs.items()}
+            _check_finite(logs, epoch, i, len(loader), global_step, last)
             for k, v in logs.items(): sums[k] = sums.get(k, 0.0) + v
             if cfg.log_steps: steps.append({"step": global_step, "epoch": epoch, **logs})
             n += 1; global_step += 1
@@ -241,6 +286,7 @@ def fit(method: Method, train_ds: Dataset, val_ds: Dataset | None = None, test_d
         row.update({f"val_{k}": v for k, v in val.items()}); row.update({f"test_{k}": v for k, v in test.items()})
         epoch_times.append(round(time.time() - t0, 3))      # kept apart: the history must not change between reruns
         history.append(row)
+        if val_ds is not None: _check_select(cfg, set(val), type(method).__name__)   # before this epoch writes anything
         score = val.get(cfg.select_metric) if val_ds is not None else None
         if val_ds is None: best_epoch = epoch          # no validation split: the last epoch is the selected one
         elif _better(score, best_score, cfg.select_mode):
@@ -248,13 +294,17 @@ def fit(method: Method, train_ds: Dataset, val_ds: Dataset | None = None, test_d
             best_state = copy.deepcopy(method.state_dict())
             if best_path and main: save_checkpoint(best_path, {"model": best_state, "epoch": epoch})
         if last is not None and main:
-            save_checkpoint(last, {"model": method.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                                   "extra": method.extra_state(), "rng": rng_state(), "epoch": epoch, "history": history,
-                                   "best_score": best_score, "best_epoch": best_epoch, "cfg": _cfg_dict(cfg), "steps": steps})
+            save_checkpoint(last, {"model": method.state_dict(), "optimizer": opt.state_dict(),
+                                   "scheduler": sched.state_dict(),
+                                   "extra": method.extra_state(), "rng": rng_state(), "epoch": epoch,
+                                   "history": history,
+                                   "best_score": best_score,
+                                   "best_epoch": best_epoch, "cfg": _cfg_dict(cfg), "steps": steps})
             save_csv(run_dir / "history.csv", history)
             if steps: save_csv(run_dir / "steps.csv", steps)
         if ws > 1: D.barrier()                           # the checkpoint of this epoch is complete before anyone goes on
-        bar.set_postfix({k: f"{v:.3g}" for k, v in row.items() if k.startswith(("train_loss", f"val_{cfg.select_metric}"))})
+        bar.set_postfix({k: f"{v:.3g}" for k, v in row.items() if k.startswith(("train_loss",
+                                                                                f"val_{cfg.select_metric}"))})
     bar.close()
     epochs_run = len(history)
     if best_state is not None: method.load_state_dict(best_state)
@@ -262,7 +312,8 @@ def fit(method: Method, train_ds: Dataset, val_ds: Dataset | None = None, test_d
     key = f"test_{cfg.select_metric}"
     off = [r for r in history if key in r]
     off_row = (max if cfg.select_mode == "max" else min)(off, key=lambda r: r[key]) if off else None
-    return FitResult(history=history, steps=steps, epoch_times=epoch_times, best_epoch=best_epoch, val=val, test=test, epochs_run=epochs_run,
+    return FitResult(history=history, steps=steps, epoch_times=epoch_times, best_epoch=best_epoch, val=val, test=test,
+                     epochs_run=epochs_run,
                      protocol="val" if val_ds is not None else "last",
                      official_epoch=off_row["epoch"] if off_row else None,
                      official_test={k[5:]: v for k, v in off_row.items() if k.startswith("test_")} if off_row else {})

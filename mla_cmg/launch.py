@@ -4,31 +4,51 @@
 
 # %% ../nbs/06_launch.ipynb #c002
 from __future__ import annotations
-import sys
+import os, sys, traceback
+from pathlib import Path
 
 from . import dist as D
 from .core import ConfigError, config_hash, read_yaml, set_threads
 
 # %% auto #0
-__all__ = ['EXPERIMENTS', 'run_params', 'main']
+__all__ = ['EXPERIMENTS', 'check_params', 'run_params', 'main']
 
 # %% ../nbs/06_launch.ipynb #c003
 EXPERIMENTS = ("mla", "cmg")
+
+def check_params(experiment: str, params: dict, sources: dict | None = None, where: str = "mla_cmg.launch",
+                 world_size: int = 1) -> None:
+    "What can be checked of one run's parameters before any data is read: names, types, ranges, and the global batch split."
+    if experiment not in EXPERIMENTS: raise ConfigError(f"{where}: experiment must be one of {list(EXPERIMENTS)}, got {experiment!r}")
+    if experiment == "mla": from mla_cmg.mla.run import split_params
+    else: from mla_cmg.cmg.run import split_params
+    from mla_cmg.engine import TrainConfig
+    *cfgs, run = split_params(params, sources, where=where)
+    if "dataset" not in run: raise ConfigError(f"{where}: key 'dataset' missing (a benchmark name or a dataset .npz path)")
+    train = next(c for c in cfgs if isinstance(c, TrainConfig))
+    if world_size > 1 and train.batch_size % world_size:
+        src = f" (from {sources['batch_size']})" if sources and "batch_size" in sources else ""
+        raise ConfigError(f"{where}: batch_size{src} ({train.batch_size}) is the global batch and must be divisible by "
+                          f"world_size ({world_size}); e.g. "
+                          f"batch_size={train.batch_size - train.batch_size % world_size or world_size}")
 
 def run_params(experiment: str, params: dict, sources: dict | None = None, where: str = "mla_cmg.launch") -> dict:
     "Train one run from its flat parameters, as the experiment notebook does (`train_mla` / `train_cmg`), in this process group."
     if experiment not in EXPERIMENTS: raise ConfigError(f"{where}: experiment must be one of {list(EXPERIMENTS)}, got {experiment!r}")
     set_threads(1)
+    check_params(experiment, params, sources, where, int(os.environ.get("WORLD_SIZE", "1")))
     if experiment == "mla":
         from mla_cmg.mla.run import load_mla_data, run_experiment, split_params
         method_cfg, enc_cfg, train_cfg, run = split_params(params, sources, where=where)
         if "dataset" not in run: raise ConfigError(f"{where}: key 'dataset' missing (a benchmark name or a dataset .npz path)")
         device = D.init_from_env(run.get("device"))
-        data = load_mla_data(run["dataset"], root=run.get("data_root", "data/prepared"), data_seed=run.get("data_seed", 0),
+        data = load_mla_data(run["dataset"], root=run.get("data_root", "data/prepared"),
+                             data_seed=run.get("data_seed", 0),
                              interaction=run.get("interaction"), synthetic=run.get("synthetic"),
                              missing_rate=run.get("missing_rate", 0.0), mask_seed=train_cfg.seed)
         out_dir = run.get("out_dir") or f"runs/mla/manual/{config_hash(params)[:12]}"
-        return run_experiment(data, method_cfg, enc_cfg, train_cfg, out_dir=out_dir, probe=run.get("probe", True), eval_split=run.get("eval_split", "test"),
+        return run_experiment(data, method_cfg, enc_cfg, train_cfg, out_dir=out_dir, probe=run.get("probe", True),
+                              eval_split=run.get("eval_split", "test"),
                               device=device, timing_file=run.get("timing_file"))
     from mla_cmg.cmg.downstream import prepare_data
     from mla_cmg.cmg.run import run_experiment, split_params
@@ -37,31 +57,61 @@ def run_params(experiment: str, params: dict, sources: dict | None = None, where
     device = D.init_from_env(run.get("device"))
     data = prepare_data(run["dataset"], run.get("data_root", "data/prepared"), run.get("data_seed", 0))
     out_dir = run.get("out_dir") or f"runs/cmg/manual/{config_hash(params)[:12]}"
-    return run_experiment(data, model_cfg, train_cfg, down_cfg, out_dir=out_dir, device=device, timing_file=run.get("timing_file"))
+    return run_experiment(data, model_cfg, train_cfg, down_cfg, out_dir=out_dir, device=device,
+                          timing_file=run.get("timing_file"))
 
 # %% ../nbs/06_launch.ipynb #c004
+def _die_with_torchrun() -> None:
+    "Under torchrun (Linux): this rank is killed when torchrun dies, and exits now if torchrun is already gone."
+    if "TORCHELASTIC_RUN_ID" not in os.environ or not sys.platform.startswith("linux"): return
+    from mla_cmg.runner import _die_with_parent
+    _die_with_parent()                          # PR_SET_PDEATHSIG first; then the parent is still torchrun, or we go
+    try: parent = Path(f"/proc/{os.getppid()}/cmdline").read_bytes()
+    except OSError: parent = b""
+    if b"torch.distributed.run" not in parent and b"torchrun" not in parent: os._exit(1)
+
+def _report(e: BaseException) -> None:
+    "Write this rank's error where the runner reads it (`$MLA_CMG_ERROR_DIR/rank<r>.txt`): torchrun's summary hides it."
+    d = os.environ.get("MLA_CMG_ERROR_DIR")
+    if not d or isinstance(e, (KeyboardInterrupt, SystemExit)): return
+    text = f"{type(e).__name__}: {e}"
+    if not (isinstance(e, ConfigError) or type(e).__name__ == "TrainingDiverged"):    # where an unexpected error arose
+        f = traceback.extract_tb(e.__traceback__)[-1] if e.__traceback__ else None
+        if f: text += f"\n  (raised at {f.filename}:{f.lineno}, in {f.name})"
+    try: Path(d, f"rank{os.environ.get('RANK', '0')}.txt").write_text(text + "\n")
+    except OSError: pass
+
 def main(argv=None) -> int:
     "torchrun ... -m mla_cmg.launch EXPERIMENT BENCHMARK VARIANT --seed S [--set KEY=VALUE ...] [--name N] [--profile P] [--params params.yaml] [--root runs]"
-    import argparse, yaml
-    from mla_cmg.runner import resolve, timing_path
+    import argparse
+    _die_with_torchrun()
+    from mla_cmg.runner import _parse_sets, resolve, timing_path
     ap = argparse.ArgumentParser(prog="python -m mla_cmg.launch", description=main.__doc__)
     ap.add_argument("experiment"); ap.add_argument("benchmark"); ap.add_argument("variant")
-    ap.add_argument("--seed", type=int, default=None, help="the seed to run (default: the first of params.yaml's seeds)")
+    ap.add_argument("--seed", type=int, default=None,
+                    help="the seed to run (default: the first of params.yaml's seeds)")
     ap.add_argument("--params", default="params.yaml"); ap.add_argument("--root", default="runs")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     ap.add_argument("--name", default=None); ap.add_argument("--profile", default=None)
     a = ap.parse_args(argv)
-    extra = {}
-    for kv in a.set:
-        if "=" not in kv: raise ConfigError(f"--set expects KEY=VALUE, got {kv!r}")
-        k, v = kv.split("=", 1); extra[k] = yaml.safe_load(v)
-    _, sets, sources = resolve(read_yaml(a.params), a.experiment, a.benchmark, a.variant, root=a.root, where=a.params,
-                               sets=extra, name=a.name, profile=a.profile)
-    seeds = [p["seed"] for p in sets]
-    if a.seed is not None and a.seed not in seeds: raise ConfigError(f"--seed {a.seed}: not one of {a.params}'s seeds {seeds}")
-    p = sets[seeds.index(a.seed) if a.seed is not None else 0]
-    p["timing_file"] = str(timing_path(p["out_dir"], a.root))
-    try: run_params(a.experiment.split(".")[0], p, sources, where=f"{a.params} [{a.experiment}]")
+    try:
+        extra = _parse_sets(a.set)
+        _, sets, sources = resolve(read_yaml(a.params), a.experiment, a.benchmark, a.variant, root=a.root,
+                                   where=a.params,
+                                   sets=extra, name=a.name, profile=a.profile)
+        seeds = [p["seed"] for p in sets]
+        if a.seed is not None and a.seed not in seeds:
+            raise ConfigError(f"--seed {a.seed}: not one of {a.params}'s seeds {seeds}")
+        p = sets[seeds.index(a.seed) if a.seed is not None else 0]
+        p["timing_file"] = str(timing_path(p["out_dir"], a.root))
+        run_params(a.experiment.split(".")[0], p, sources, where=f"{a.params} [{a.experiment}]")
+        if D.is_main():      # how the run was run (there is no executed notebook under torchrun)
+            from mla_cmg.core import save_json
+            from mla_cmg.runner import run_record
+            dev = D.init_from_env(p.get("device"))
+            save_json(Path(p["out_dir"], "run.json"), run_record(D.world(), dev, runner="torchrun"))
+    except BaseException as e:
+        _report(e); raise
     finally: D.shutdown()
     return 0
 

@@ -4,18 +4,19 @@
 
 # %% ../nbs/05_runner.ipynb #c002
 from __future__ import annotations
-import json, multiprocessing, os, random, shutil, sys, tempfile, time
+import fcntl, functools, json, multiprocessing, os, random, shutil, sys, tempfile, time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import yaml
 
-from .core import ConfigError, atomic_write_text, deep_merge, load_json, read_yaml, save_json
+from .core import ConfigError, _close, atomic_write_bytes, atomic_write_text, deep_merge, load_json, read_yaml, save_json
 
 # %% auto #0
-__all__ = ['KERNEL_START_TIMEOUT', 'KERNEL_START_TRIES', 'apply_profile', 'check_seeds', 'resolve', 'run_notebook', 'tidy_record',
-           'run_all', 'timing_path', 'summarize', 'run_torchrun', 'main']
+__all__ = ['RUNNER_KEYS', 'KERNEL_START_TIMEOUT', 'KERNEL_START_TRIES', 'apply_profile', 'runner_settings', 'check_name',
+           'check_seeds', 'resolve', 'RunFailed', 'failed_path', 'run_notebook', 'tidy_record', 'run_all',
+           'timing_path', 'summarize', 'run_record', 'run_torchrun', 'check_runs', 'main', 'cli']
 
 # %% ../nbs/05_runner.ipynb #c004
 def apply_profile(params: dict, name: str | None, where: str = "params.yaml") -> dict:
@@ -29,8 +30,49 @@ def apply_profile(params: dict, name: str | None, where: str = "params.yaml") ->
 # %% ../nbs/05_runner.ipynb #c006
 def _section(d: dict, key: str, where: str):
     if not isinstance(d, dict) or key not in d:
-        raise ConfigError(f"{where}: key '{key}' not found; available: {sorted(d) if isinstance(d, dict) else d!r}")
+        close = _close(key, [str(k) for k in d]) if isinstance(d, dict) else ""
+        raise ConfigError(f"{where}: key '{key}' not found{close}; available: "
+                          f"{sorted(d) if isinstance(d, dict) else d!r}")
     return d[key]
+
+RUNNER_KEYS = ("seeds", "jobs", "world_size")      # the top-level scalars of params.yaml that the runner reads
+_PER_RUN = {"seed": "each run's seed comes from `seeds` (top level, a variant's own, or --set seeds=[7])",
+            "out_dir": "runs go to <root>/<experiment>/<benchmark>/<name>/seed<s>; choose them with --root and --name",
+            "timing_file": "timings go to <root>/.timing/..."}
+
+def runner_settings(params: dict, where: str = "params.yaml", sets: dict | None = None) -> tuple[int, int]:
+    "`(world_size, jobs)` of a params mapping (or `--set`), checked; a top-level scalar that is not a runner key is an error."
+    bad = [k for k, v in params.items() if not isinstance(v, dict) and k not in RUNNER_KEYS]
+    if bad:
+        raise ConfigError(f"{where}: unknown top-level key(s) " + "; ".join(f"'{k}'{_close(str(k), RUNNER_KEYS)}" for k in bad)
+                          + f". The runner's top-level keys are {list(RUNNER_KEYS)}; everything else lives in a section "
+                          "(e.g. mla.common). Fix the spelling or remove them.")
+    out = {}
+    for k, default, what in (("world_size", 1, "processes per run"), ("jobs", 2, "runs side by side")):
+        v, src = ((sets or {})[k], f"--set {k}") if k in (sets or {}) else (params.get(k, default), f"{where} [{k}]")
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ConfigError(f"{src}: {k} ({what}) must be an integer >= 1, got {v!r}")
+        out[k] = v
+    return out["world_size"], out["jobs"]
+
+def check_name(value: str, what: str) -> str:
+    "A benchmark, variant or run name that is one plain folder name (it becomes a folder under --root)."
+    import re
+    if not isinstance(value, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.=+-]*", value) or value.endswith(".npz"):
+        hint = (" To train on a dataset file, give a name of your own and the file with --set dataset=PATH, e.g. "
+                "`python -m mla_cmg.runner mla mine joint --set dataset=data/mine.npz`." if what == "BENCHMARK" else "")
+        raise ConfigError(f"{what} {value!r}: must be a plain name (letters, digits, _ . = + -, no path separator, no "
+                          f"leading dot, no .npz), as it names the run folder.{hint}")
+    return value
+
+def _fill(k: str, v, fields: dict, where: str):
+    "`v.format(**fields)` for a string with braces, or a ConfigError naming the key and the fields it may use."
+    if not (isinstance(v, str) and "{" in v): return v
+    try: return v.format(**fields)
+    except (KeyError, IndexError, ValueError, AttributeError) as e:
+        raise ConfigError(f"{where}: the value of '{k}' ({v!r}) is filled with the run's fields "
+                          f"{{{'}, {'.join(fields)}}}, and {type(e).__name__} {e} is not one of them. "
+                          "Write {{ and }} for a literal brace.") from None
 
 def check_seeds(seeds, where: str = "params.yaml [seeds]") -> list[int]:
     "`seeds` as a list of distinct non-negative ints, or a ConfigError saying what is wrong and where."
@@ -43,7 +85,8 @@ def check_seeds(seeds, where: str = "params.yaml [seeds]") -> list[int]:
     return [int(s) for s in seeds]
 
 def resolve(params: dict, experiment: str, bench: str, variant: str, root: str = "runs", where: str = "params.yaml",
-            sets: dict | None = None, name: str | None = None, profile: str | None = None) -> tuple[str, list[dict], dict]:
+            sets: dict | None = None, name: str | None = None,
+            profile: str | None = None) -> tuple[str, list[dict], dict]:
     "The notebook, the per-seed parameters and where each value came from, for one configuration of `params.yaml`."
     patch = ((params.get("profiles") or {}).get(profile) or {}) if profile else {}
     params = apply_profile(params, profile, where)
@@ -56,7 +99,8 @@ def resolve(params: dict, experiment: str, bench: str, variant: str, root: str =
         var = {}   # an experiment without variants takes any name, e.g. one downstream run per pretrained variant
     pexp = patch
     for part in experiment.split("."): pexp = (pexp or {}).get(part) or {}
-    extra, name = sets or {}, name or variant
+    extra, name = dict(sets or {}), name or variant
+    check_name(bench, "BENCHMARK"); check_name(name, "the run name (--name, default: the variant)")
     by_bench = exp.get("by_benchmark") or {}
     if not isinstance(by_bench, dict):
         raise ConfigError(f"{where} [{experiment}.by_benchmark]: expected a mapping benchmark -> parameters, got {by_bench!r}")
@@ -68,17 +112,20 @@ def resolve(params: dict, experiment: str, bench: str, variant: str, root: str =
         for k in vals:
             sources[k] = (f"{where} [profiles.{profile}.{experiment}.{sec}]" if k in pvals else f"{where} [{experiment}.{sec}]")
     sources.update({k: "--set" for k in extra})
+    for k, why in _PER_RUN.items():
+        if k in sources: raise ConfigError(f"{sources[k]}: '{k}' is set by the runner for each run: {why}")
     seeds, seeds_where = params.get("seeds", [0]), f"{where} [seeds]"
     if "seeds" in var:     # a row that needs more seeds than the rest (e.g. one whose seeds split) sets its own
         seeds, seeds_where = var["seeds"], sources.pop("seeds")
         var = {k: v for k, v in var.items() if k != "seeds"}
+    if "seeds" in extra: seeds, seeds_where = extra.pop("seeds"), "--set seeds"; sources.pop("seeds")
     seeds = check_seeds(seeds, seeds_where)
     folder, out = experiment.replace(".", "_"), []
     for s in seeds:
         p = {"dataset": bench, **(exp.get("common") or {}), **bench_vals, **var, **extra}
         p.update(seed=int(s), out_dir=str(Path(root, folder, bench, name, f"seed{s}")))
         fields = dict(seed=int(s), bench=bench, variant=variant, name=name, experiment=folder, root=root)
-        out.append({k: v.format(**fields) if isinstance(v, str) and "{" in v else v for k, v in p.items()})
+        out.append({k: _fill(k, v, fields, sources.get(k, where)) for k, v in p.items()})
     sources.update(seed=seeds_where, out_dir="the runner")
     return _section(exp, "notebook", f"{where} [{experiment}]"), out, sources
 
@@ -86,10 +133,15 @@ def resolve(params: dict, experiment: str, bench: str, variant: str, root: str =
 KERNEL_START_TIMEOUT = 180   # seconds; papermill's 60 s default is too short when several kernels start on a loaded machine
 KERNEL_START_TRIES = 3       # a kernel that fails to start is started again (nothing has run in it)
 
-def _die_with_parent():
-    "In a new kernel process (Linux): be killed at once when the process that started it dies."
+class RunFailed(RuntimeError):
+    "A run (a notebook, or a torchrun job) failed; the message says which, why, and where its record is."
+
+def _die_with_parent(parent: int | None = None):
+    "In a new child process (Linux): be killed at once when the process that started it dies (and exit if it already has)."
+    if not sys.platform.startswith("linux"): return
     import ctypes, ctypes.util, signal
     ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True).prctl(1, signal.SIGKILL)   # PR_SET_PDEATHSIG
+    if parent is not None and os.getppid() != parent: os._exit(1)   # it died between fork and prctl: nobody waits for us
 
 def _kernel_manager(sockets: str):
     "jupyter_client's kernel manager over unix sockets `<sockets>-<n>` (a private path), whose kernel dies with its parent."
@@ -100,7 +152,8 @@ def _kernel_manager(sockets: str):
         @default("ip")
         def _ip_default(self): return sockets      # jupyter_client's default, ./kernel-ipc, is shared by every kernel in the cwd
         async def _async_pre_start_kernel(self, **kw):
-            if sys.platform.startswith("linux"): kw.setdefault("preexec_fn", _die_with_parent)
+            if sys.platform.startswith("linux"): kw.setdefault("preexec_fn",
+                                                               functools.partial(_die_with_parent, os.getpid()))
             return await super()._async_pre_start_kernel(**kw)
     return IPCKernelManager
 _KERNEL_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "PYTHONHASHSEED": "0",
@@ -111,39 +164,61 @@ def _papermill():
     import papermill
     return papermill
 
-def _execute(notebook, parameters: dict, kernel: str, cwd: str, sources: dict | None = None) -> tuple[str, float]:
+def failed_path(run_dir, root="runs") -> Path:
+    "Where the executed notebook of a failed run in `root/<...>` goes: `root/.failed/<...>/run.ipynb`, outside the run."
+    rel = Path(run_dir).relative_to(root) if Path(run_dir).is_relative_to(root) else Path(Path(run_dir).name)
+    return Path(root, ".failed", rel, "run.ipynb")
+
+def _execute(notebook, parameters: dict, kernel: str, cwd: str, sources: dict | None = None,
+             root: str = "runs") -> tuple[str, float]:
     "Worker: run one notebook in `cwd` into `<out_dir>/run.ipynb`; errors come back as plain RuntimeErrors."
     t0 = time.time()
     os.chdir(cwd); os.environ.update(_KERNEL_ENV)
     null = os.open(os.devnull, os.O_WRONLY); os.dup2(null, 1); os.dup2(null, 2); os.close(null)  # kernel chatter; errors come back raised
-    out_dir = Path(parameters["out_dir"]); out_dir.mkdir(parents=True, exist_ok=True)
-    run_notebook(notebook, out_dir / "run.ipynb", parameters, sources, kernel, cwd, what=f"seed {parameters.get('seed')}")
+    out_dir = Path(parameters["out_dir"])        # the notebook claims (creates) it; the runner writes nothing there first
+    run_notebook(notebook, out_dir / "run.ipynb", parameters, sources, kernel, cwd,
+                 what=f"seed {parameters.get('seed')}",
+                 failed_nb=failed_path(out_dir, root))
     return str(out_dir), time.time() - t0
 
 def run_notebook(notebook, out_nb, params: dict, sources: dict | None = None, kernel: str = "mla_cmg", cwd=".",
-                 what: str = "the run") -> Path:
-    "Execute `notebook` with its parameters `params` (and `sources`) into the tidy record `out_nb` (relative to `cwd`)."
+                 what: str = "the run", failed_nb=None) -> Path:
+    "Execute `notebook` with `params` (and `sources`) into the tidy record `out_nb`; a failed run's record goes to `failed_nb`."
     pm, cwd = _papermill(), str(Path(cwd).resolve())
-    out_nb = Path(out_nb); Path(cwd, out_nb).parent.mkdir(parents=True, exist_ok=True)
-    for attempt in range(KERNEL_START_TRIES):
-        sockets = tempfile.mkdtemp(prefix="mla_cmg-kernel-")
-        try:
-            pm.execute_notebook(str(notebook), str(Path(cwd, out_nb)), parameters={"params": params, "sources": sources or {}},
-                                kernel_name=kernel, language="python", progress_bar=False, log_output=False, cwd=cwd,
-                                start_timeout=KERNEL_START_TIMEOUT, record_timing=False,
-                                kernel_manager_class=_kernel_manager(os.path.join(sockets, "ipc")))
-            tidy_record(Path(cwd, out_nb), cwd)
-            break
-        except Exception as e:
-            if _kernel_start_failed(e) and attempt + 1 < KERNEL_START_TRIES:
-                time.sleep(1 + 2 * random.random()); continue          # nothing ran yet: start a new kernel
-            msg = "\n".join(str(e).strip().splitlines()[-25:])
-            raise RuntimeError(f"{notebook} failed for {what} (record: {out_nb}):\n{type(e).__name__}: {msg}") from None
-        finally:
-            shutil.rmtree(sockets, ignore_errors=True)
+    out_nb = Path(out_nb)
+    failed_nb = Path(failed_nb) if failed_nb is not None else out_nb.with_name(out_nb.stem + ".failed.ipynb")
+    # papermill writes the record as it goes; it is staged outside the run folder, which a refused or failed rerun
+    # must leave as it was, and moved there (atomically) only when the run succeeded
+    stage_dir = tempfile.mkdtemp(prefix="mla_cmg-record-")
+    stage = Path(stage_dir, "run.ipynb")
+    try:
+        for attempt in range(KERNEL_START_TRIES):
+            sockets = tempfile.mkdtemp(prefix="mla_cmg-kernel-")
+            try:
+                pm.execute_notebook(str(notebook), str(stage), parameters={"params": params, "sources": sources or {}},
+                                    kernel_name=kernel, language="python", progress_bar=False, log_output=False,
+                                    cwd=cwd,
+                                    start_timeout=KERNEL_START_TIMEOUT, record_timing=False,
+                                    kernel_manager_class=_kernel_manager(os.path.join(sockets, "ipc")))
+                tidy_record(stage, cwd, output_path=Path(cwd, out_nb))
+                atomic_write_bytes(Path(cwd, out_nb), stage.read_bytes())
+                break
+            except Exception as e:
+                if _kernel_start_failed(e) and attempt + 1 < KERNEL_START_TRIES:
+                    time.sleep(1 + 2 * random.random()); continue          # nothing ran yet: start a new kernel
+                where = "no record (the notebook did not start)"
+                if stage.exists():
+                    tidy_record(stage, cwd, output_path=Path(cwd, failed_nb))
+                    atomic_write_bytes(Path(cwd, failed_nb), stage.read_bytes()); where = f"record: {failed_nb}"
+                msg = "\n".join(str(e).strip().splitlines()[-25:])
+                raise RunFailed(f"{notebook} failed for {what} ({where}):\n{type(e).__name__}: {msg}") from None
+            finally:
+                shutil.rmtree(sockets, ignore_errors=True)
+    finally:
+        shutil.rmtree(stage_dir, ignore_errors=True)
     return out_nb
 
-def tidy_record(path, cwd=".") -> None:
+def tidy_record(path, cwd=".", output_path=None) -> None:
     "Drop what differs between two runs of the same notebook from an executed notebook: times, durations, absolute paths."
     import nbformat
     nb = nbformat.read(str(path), as_version=4)
@@ -153,6 +228,8 @@ def tidy_record(path, cwd=".") -> None:
         for k in ("input_path", "output_path"):
             if pm.get(k): pm[k] = os.path.relpath(os.path.join(cwd, pm[k]), cwd)
         meta.pop("execution", None)
+    if output_path is not None:                   # where the record ends up (it may have been written elsewhere first)
+        nb.metadata.setdefault("papermill", {})["output_path"] = os.path.relpath(os.path.join(cwd, output_path), cwd)
     for c in nb.cells:                            # papermill gives the cell it injects a random id
         if "injected-parameters" in c.metadata.get("tags", []): c.id = "injected-parameters"
     atomic_write_text(path, nbformat.writes(nb) + "\n")
@@ -161,14 +238,18 @@ def _kernel_start_failed(e: Exception) -> bool:
     "Did the kernel fail to start (no cell ran)? Kernels started side by side occasionally do, on a loaded machine."
     return any(m in str(e) for m in ("Kernel died before replying to kernel_info", "Kernel didn't respond in"))
 
+def _pool(workers: int) -> ProcessPoolExecutor:
+    "Forked worker processes that die with the runner (Linux), so that no worker or kernel outlives a killed runner."
+    return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork"),
+                               initializer=_die_with_parent, initargs=(os.getpid(),))
+
 def run_all(notebook, param_sets: list, jobs: int = 2, kernel: str = "mla_cmg", cwd=".", log=sys.stderr,
-            sources: dict | None = None) -> list:
+            sources: dict | None = None, root: str = "runs") -> list:
     "Run the parameter sets side by side in `jobs` forked processes; return their output folders in order."
     _papermill()                                    # imported once, inherited by the forked workers
     cwd = str(Path(cwd).resolve()); notebook = Path(notebook).resolve()
-    ctx = multiprocessing.get_context("fork")
-    with ProcessPoolExecutor(max_workers=max(1, min(jobs, len(param_sets))), mp_context=ctx) as ex:
-        futs = [ex.submit(_execute, notebook, p, kernel, cwd, sources) for p in param_sets]
+    with _pool(max(1, min(jobs, len(param_sets)))) as ex:
+        futs = [ex.submit(_execute, notebook, p, kernel, cwd, sources, root) for p in param_sets]
         errors, outs = [], []
         for f in futs:
             try:
@@ -178,7 +259,7 @@ def run_all(notebook, param_sets: list, jobs: int = 2, kernel: str = "mla_cmg", 
     if errors:   # the same error for every seed (e.g. a misspelt parameter) is shown once
         first = lambda e: e.split("\n", 1)
         bodies = {first(e)[1] if len(first(e)) > 1 else e for e in errors}
-        raise RuntimeError(errors[0] + (f"\n\n(the same error for all {len(errors)} runs)" if len(bodies) == 1 and len(errors) > 1
+        raise RunFailed(errors[0] + (f"\n\n(the same error for all {len(errors)} runs)" if len(bodies) == 1 and len(errors) > 1
                                         else "\n\n" + "\n\n".join(errors[1:]) if len(errors) > 1 else ""))
     return outs
 
@@ -211,63 +292,135 @@ def summarize(run_dirs: list, out, metrics_file: str = "metrics.json", extra: di
     return res
 
 # %% ../nbs/05_runner.ipynb #c017
+def run_record(world_size: int, device, **extra) -> dict:
+    "How a run was run, for `<out_dir>/run.json`: world size, device, torch and Python versions (torch is not imported)."
+    import platform
+    from importlib.metadata import PackageNotFoundError, version
+    try: torch_version = version("torch")
+    except PackageNotFoundError: torch_version = None
+    return {"world_size": int(world_size), "device": str(device), "torch": torch_version,
+            "python": platform.python_version(), **extra}
+
+def _rank_errors(errdir) -> str:
+    "The errors the ranks of a failed torchrun job wrote (mla_cmg.launch), the same text shown once."
+    texts = {}
+    for f in sorted(Path(errdir).glob("rank*.txt"), key=lambda f: int(f.stem[4:] or 0)):
+        texts.setdefault(f.read_text().strip(), []).append(f.stem[4:])
+    return "\n".join(f"rank{'s' if len(r) > 1 else ''} {', '.join(r)}: {t}" for t, r in texts.items())
+
 def run_torchrun(experiment, bench, variant, param_sets: list, world_size: int, sets=(), params_file="params.yaml",
                  root="runs", name=None, profile=None, log=sys.stderr) -> list:
     "Run each seed in turn data-parallel: `torchrun --standalone --nproc_per_node=world_size -m mla_cmg.launch ...`."
     import subprocess
-    if world_size < 1: raise ConfigError(f"{params_file}: world_size must be >= 1, got {world_size}")
+    if isinstance(world_size, bool) or not isinstance(world_size, int) or world_size < 1:
+        raise ConfigError(f"{params_file}: world_size must be an integer >= 1, got {world_size!r}")
     outs = []
     for p in param_sets:
         cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={world_size}",
-               "-m", "mla_cmg.launch", experiment, bench, variant, "--seed", str(p["seed"]), "--params", str(params_file),
+               "-m", "mla_cmg.launch", experiment, bench, variant, "--seed", str(p["seed"]),
+               "--params", str(params_file),
                "--root", str(root)] + [x for kv in sets for x in ("--set", kv)] + \
               (["--name", name] if name else []) + (["--profile", profile] if profile else [])
         t0 = time.time()
-        r = subprocess.run(cmd, env={**os.environ, **_KERNEL_ENV}, capture_output=True, text=True)
+        with tempfile.TemporaryDirectory(prefix="mla_cmg-ranks-") as errdir:
+            # torchrun dies with the runner, and each rank with torchrun (mla_cmg.launch): nothing outlives a kill
+            r = subprocess.run(cmd, env={**os.environ, **_KERNEL_ENV, "MLA_CMG_ERROR_DIR": errdir}, capture_output=True,
+                               text=True, preexec_fn=functools.partial(_die_with_parent, os.getpid()))
+            why = _rank_errors(errdir) if r.returncode else ""
         if r.returncode:
-            raise RuntimeError(f"torchrun failed for seed {p['seed']} ({' '.join(cmd[2:])}):\n" + "\n".join((r.stdout + r.stderr).strip().splitlines()[-25:]))
+            tail = "\n".join((r.stdout + r.stderr).strip().splitlines()[-25:])
+            raise RunFailed(f"torchrun failed for seed {p['seed']} ({world_size} processes; {' '.join(cmd[2:])}):\n"
+                            + (why or f"(no rank reported an error; torchrun's last lines:)\n{tail}"))
         outs.append(Path(p["out_dir"]))
         if log: print(f"  done {p['out_dir']} in {time.time() - t0:.1f}s ({world_size} processes)", file=log, flush=True)
     return outs
+
+def _claim_config(root, experiment: str, bench: str, name: str) -> int:
+    "An exclusive lock on one configuration's runs (`root/.locks/...`), held until this process ends, however it ends."
+    path = Path(root, ".locks", experiment.replace(".", "_"), bench, f"{name}.lock")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try: fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        other = path.read_text().strip() or "?"; os.close(fd)
+        raise ConfigError(f"{Path(root, experiment.replace('.', '_'), bench, name)}: another runner (pid {other}) is running "
+                          "this configuration now; wait for it to finish (or stop it) before running it again") from None
+    os.ftruncate(fd, 0); os.write(fd, str(os.getpid()).encode())
+    return fd
+
+def check_runs(experiment: str, param_sets: list, sources: dict | None = None, where: str = "params.yaml",
+               world_size: int = 1) -> None:
+    "Check every run's parameters as the notebook will (`mla_cmg.launch.check_params`); other notebooks are not checked."
+    from mla_cmg.launch import EXPERIMENTS, check_params
+    exp = experiment.split(".")[0]
+    if exp in EXPERIMENTS:
+        for p in param_sets: check_params(exp, p, sources, f"{where} [{experiment}]", world_size)
+
+def _parse_sets(items) -> dict:
+    extra = {}
+    for kv in items:
+        if "=" not in kv: raise ConfigError(f"--set expects KEY=VALUE, got {kv!r}")
+        k, v = kv.split("=", 1)
+        try: extra[k] = yaml.safe_load(v)
+        except yaml.YAMLError as e: raise ConfigError(f"--set {kv!r}: the value is not valid YAML ({e})") from None
+    return extra
 
 def main(argv=None) -> int:
     "python -m mla_cmg.runner EXPERIMENT BENCHMARK VARIANT [--set KEY=VALUE ...] [--name NAME] [--profile P] [--params params.yaml] [--root runs]  |  --notebook NB --out OUT [--set KEY=VALUE ...]"
     import argparse
     ap = argparse.ArgumentParser(prog="python -m mla_cmg.runner", description=main.__doc__)
     ap.add_argument("experiment", nargs="?"); ap.add_argument("benchmark", nargs="?"); ap.add_argument("variant", nargs="?")
-    ap.add_argument("--notebook", default=None, help="run this one notebook (e.g. the report) with --set values as its params")
+    ap.add_argument("--notebook", default=None,
+                    help="run this one notebook (e.g. the report) with --set values as its params")
     ap.add_argument("--out", default=None, help="with --notebook: the executed record to write")
     ap.add_argument("--params", default="params.yaml"); ap.add_argument("--root", default="runs")
-    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="extra notebook parameter (YAML value)")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="extra notebook parameter (YAML value); also seeds, world_size and jobs")
     ap.add_argument("--name", default=None, help="folder name of this configuration (default: the variant)")
     ap.add_argument("--profile", default=None, help="merge params.yaml's profiles.<PROFILE> over it first (e.g. smoke)")
     a = ap.parse_args(argv)
-    extra = {}
-    for kv in a.set:
-        if "=" not in kv: raise ConfigError(f"--set expects KEY=VALUE, got {kv!r}")
-        k, v = kv.split("=", 1); extra[k] = yaml.safe_load(v)
+    extra = _parse_sets(a.set)
     if a.notebook:
         if not a.out: ap.error("--notebook needs --out")
-        run_notebook(a.notebook, a.out, extra, {k: "--set" for k in extra})
+        run_notebook(a.notebook, a.out, extra, {k: "--set" for k in extra},
+                     failed_nb=Path(a.root, ".failed", Path(a.out).name))
         return 0
     if not (a.experiment and a.benchmark and a.variant): ap.error("give EXPERIMENT BENCHMARK VARIANT, or --notebook NB --out OUT")
     params = read_yaml(a.params)
     name = a.name or a.variant
+    # world_size and jobs are the runner's (top level of params.yaml); the rest goes to the notebook
+    own = {k: extra.pop(k) for k in ("world_size", "jobs") if k in extra}
+    ws, jobs = runner_settings(apply_profile(params, a.profile, a.params),
+                               a.params + (f" (profile {a.profile})" if a.profile else ""), own)
     nb, sets, sources = resolve(params, a.experiment, a.benchmark, a.variant, root=a.root, where=a.params, sets=extra,
                                 name=name, profile=a.profile)
     folder = Path(a.root, a.experiment.replace(".", "_"), a.benchmark)
     for p in sets: p["timing_file"] = str(timing_path(p["out_dir"], a.root))      # timings stay out of the outputs
+    lock = _claim_config(a.root, a.experiment, a.benchmark, name)    # a second runner of the same runs is refused
+    with _pool(1) as ex:      # a forked process (the runner itself does not import torch) checks every run before any starts
+        ex.submit(check_runs, a.experiment, sets, sources, a.params, ws).result()
     t0 = time.time()
     print(f"{a.experiment}/{a.benchmark}/{a.variant}: {len(sets)} run(s) of {nb}", file=sys.stderr)
-    ws = int(apply_profile(params, a.profile).get("world_size", 1))
-    if ws > 1: outs = run_torchrun(a.experiment, a.benchmark, a.variant, sets, ws, a.set, a.params, a.root, name, a.profile)
-    else: outs = run_all(nb, sets, jobs=int(apply_profile(params, a.profile).get("jobs", 2)), sources=sources)
+    if ws > 1:
+        kept = [kv for kv in a.set if kv.split("=", 1)[0] not in own]
+        outs = run_torchrun(a.experiment, a.benchmark, a.variant, sets, ws, kept, a.params, a.root, name, a.profile)
+    else:
+        outs = run_all(nb, sets, jobs=jobs, sources=sources, root=a.root)
+        for p in sets: save_json(Path(p["out_dir"], "run.json"),
+                                 run_record(1, p.get("device", "cpu"), runner="papermill"))
     summarize(outs, folder / f"{name}.json",
               extra={"experiment": a.experiment, "benchmark": a.benchmark, "variant": a.variant, "name": name,
                      "seeds": [p["seed"] for p in sets],
                      "parameters": {k: v for k, v in sets[0].items() if k not in ("seed", "out_dir", "timing_file")}})
     save_json(timing_path(folder / name, a.root), {"wall_s": round(time.time() - t0, 1)})
+    os.close(lock)
     return 0
 
+def cli(argv=None) -> int:
+    "`main` for the command line: a configuration error or a failed run is one clear message (exit 2 / 1), not a traceback."
+    try: return main(argv)
+    except ConfigError as e: print(f"error: {e}", file=sys.stderr); return 2
+    except RunFailed as e: print(f"error: {e}", file=sys.stderr); return 1
+
 if __name__ == "__main__" and not hasattr(sys, "ps1") and "ipykernel" not in sys.modules:
-    sys.exit(main())
+    sys.exit(cli())

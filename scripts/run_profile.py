@@ -74,7 +74,8 @@ def checks(dvc, work, env, times):
     t = time.time()
     sh([dvc, "push"], work, env)
     cached = [work / "runs", *(work / "data" / "prepared").glob("*.npz")]   # datasheets, tables, figures: git files
-    outs = sorted(f for p in cached for f in ([p] if p.is_file() else p.rglob("*")) if f.is_file() and ".timing" not in f.parts)
+    own = {".timing", ".locks", ".failed"}     # the runner's timings, locks and failed records: outside every DVC output
+    outs = sorted(f for p in cached for f in ([p] if p.is_file() else p.rglob("*")) if f.is_file() and not own & set(f.parts))
     shutil.rmtree(work / ".dvc" / "cache", ignore_errors=True)
     for p in cached:
         shutil.rmtree(p) if p.is_dir() else p.unlink()

@@ -4,7 +4,7 @@
 
 # %% ../../nbs/10_data_format.ipynb #c002
 from __future__ import annotations
-import dataclasses, zipfile
+import dataclasses, zipfile, zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -110,7 +110,8 @@ def check_arrays(arrays: dict, where: str = "<arrays>", seed: int = 0, val_frac:
                "Allowed keys: x_<modality>, mask_<modality>, y, split, seg_y, classes, lat_<name>. Rename or remove it.")
         raise _err(where, unknown[0], "only the keys of the mla_cmg format", "an unknown key", fix)
     if "y" not in arrays:
-        raise _err(where, "y", "int64 labels of shape [N]", "no such key", "Add the class index of every sample as 'y'.")
+        raise _err(where, "y", "int64 labels of shape [N]", "no such key",
+                   "Add the class index of every sample as 'y'.")
     if len(xkeys) < 2 or any(k == "x_" for k in xkeys):
         raise _err(where, "x_<modality>", "at least 2 modality arrays named x_<name>", f"{xkeys}",
                    "A multimodal dataset needs one x_<name> array per modality.")
@@ -172,6 +173,12 @@ def check_arrays(arrays: dict, where: str = "<arrays>", seed: int = 0, val_frac:
     else:
         c = int(y.max()) + 1 if (y >= 0).all() else 0
         classes = np.array([str(i) for i in range(c)])
+        unused = np.setdiff1d(np.arange(c), y)
+        if len(unused):       # without 'classes', C = max label + 1 would silently count classes no sample has
+            raise _err(where, "y", f"every label 0..{c - 1} used (C = max label + 1 = {c}, as there is no 'classes')",
+                       f"{len(unused)} label(s) without a sample, e.g. {unused[:5].tolist()}",
+                       "Add 'classes' with the names of all C classes, or map your labels to 0..C-1 with "
+                       "np.unique(labels, return_inverse=True).")
     if (y < 0).any():
         raise _err(where, "y", "labels >= 0", f"min {int(y.min())} at index {int(np.argmin(y))}",
                    "Labels are class indices 0..C-1; map your labels with np.unique(labels, return_inverse=True).")
@@ -183,7 +190,8 @@ def check_arrays(arrays: dict, where: str = "<arrays>", seed: int = 0, val_frac:
     if "split" in arrays:
         split = _str_array(arrays["split"], where, "split", n)
         odd = sorted(set(np.unique(split)) - set(SPLITS))
-        if odd: raise _err(where, "split", f"values in {list(SPLITS)}", f"{odd}", "Rename them (e.g. 'valid' -> 'val').")
+        if odd: raise _err(where, "split", f"values in {list(SPLITS)}", f"{odd}",
+                           "Rename them (e.g. 'valid' -> 'val').")
     else:
         split = stratified_split(y, seed, val_frac, test_frac)
     for s in SPLITS:
@@ -212,7 +220,8 @@ def check_arrays(arrays: dict, where: str = "<arrays>", seed: int = 0, val_frac:
         if k == "lat_":
             raise _err(where, k, "a latent name after 'lat_'", "an empty name", "Name it lat_<name>, e.g. lat_symbols.")
         if a.dtype.kind not in "biuf" or a.ndim < 1 or a.shape[0] != n:
-            raise _err(where, k, f"a numeric (bool, int or float) array whose first axis is N = {n} (the length of 'y')",
+            raise _err(where, k,
+                       f"a numeric (bool, int or float) array whose first axis is N = {n} (the length of 'y')",
                        _desc(a), "Latents hold one row per sample, in the order of the samples.")
         latents[k[4:]] = a
     return MMData(x=x, y=y, split=split.astype("<U5"), mask=mask, classes=classes.tolist(), seg_y=seg_y, name=name,
@@ -242,8 +251,8 @@ def load_npz(path, seed: int = 0, val_frac: float = 0.15, test_frac: float = 0.1
             raise ValueError(f"{path}: holds object (pickled) arrays, which are never loaded. "
                              "Save numbers as float/int arrays and strings as np.array(..., dtype=str).") from None
         raise ValueError(f"{path}: an array in it cannot be read ({e}). Write the file with np.savez or save_dataset.") from None
-    except (zipfile.BadZipFile, OSError, EOFError) as e:
-        raise ValueError(f"{path}: not a readable .npz file ({e}). Write it with np.savez or save_dataset.") from None
+    except (zipfile.BadZipFile, zlib.error, OSError, EOFError) as e:     # e.g. bytes flipped inside a compressed member
+        raise ValueError(f"{path}: not a readable .npz file ({type(e).__name__}: {e}). Write it with np.savez or save_dataset.") from None
     return check_arrays(arrays, where=str(path), seed=seed, val_frac=val_frac, test_frac=test_frac, name=path.stem)
 
 def save_dataset(path, data: MMData) -> Path:

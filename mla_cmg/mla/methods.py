@@ -62,6 +62,11 @@ class MultimodalMethod(Method):
         "Multimodal logits `[B, C]` and per-modality logits `{m: [B, C]}`."
         raise NotImplementedError
 
+    def metric_names(self) -> set:
+        "What `evaluate` can return: `acc`, `f1_macro`, `acc_<m>` and, for methods that fuse unimodal heads, `acc_fuse_<rule>`."
+        fuse = {f"acc_fuse_{k}" for k in FUSION_MODES + ("mean",)} if self.fuses_unimodal else set()
+        return {"acc", "f1_macro", *(f"acc_{m}" for m in self.modalities)} | fuse
+
     def evaluate(self, loader) -> dict:
         "Multimodal accuracy (`acc`), macro-F1, per-modality accuracy on present samples (and fusion variants)."
         ys, fused, per, pres, fuse = [], [], {m: [] for m in self.modalities}, {m: [] for m in self.modalities}, {}
@@ -73,7 +78,8 @@ class MultimodalMethod(Method):
                 p = torch.stack([_present(batch, m) for m in o])
                 for mode in FUSION_MODES + ("mean",):
                     w = [1.0 / len(o)] * len(o) if mode == "mean" else None
-                    fuse.setdefault(mode, []).append(entropy_fusion(list(o.values()), "fixed" if mode == "mean" else mode, p, w))
+                    fuse.setdefault(mode, []).append(entropy_fusion(list(o.values()),
+                                                                    "fixed" if mode == "mean" else mode, p, w))
         y = torch.cat(ys)
         out = {"acc": accuracy(torch.cat(fused), y), "f1_macro": macro_f1(torch.cat(fused), y, self.n_classes)}
         for m in self.modalities:
@@ -106,7 +112,8 @@ class MLA(MultimodalMethod):
     fuses_unimodal = True
 
     def __init__(self, encoders: nn.ModuleDict, n_classes: int, hgm: str = "owm", fusion: str = "sample",
-                 fusion_weights=None, schedule: str = "batch", order: str = "fixed", hgm_skip_first: bool | None = None):
+                 fusion_weights=None, schedule: str = "batch", order: str = "fixed",
+                 hgm_skip_first: bool | None = None):
         super().__init__(encoders, n_classes)
         _check("schedule", schedule, SCHEDULES); _check("order", order, ORDERS)
         _check("fusion", fusion, FUSION_MODES); _check("hgm", hgm, HGM_VARIANTS)
@@ -134,7 +141,8 @@ class MLA(MultimodalMethod):
             h = feats[m]                                                     # [B_m, d]
             loss = F.cross_entropy(self.head(h), y[sel[m]])
             loss.backward()
-            self.head.weight.grad = self.hgm.project(self.head.weight.grad, h.detach(), hgm_alpha(ctx.batch_idx, ctx.n_batches))
+            self.head.weight.grad = self.hgm.project(self.head.weight.grad, h.detach(),
+                                                     hgm_alpha(ctx.batch_idx, ctx.n_batches))
             ctx.step()
             logs[f"loss_{m}"] = loss.item()
         logs["loss"] = float(np.mean([logs[f"loss_{m}"] for m in order if f"loss_{m}" in logs] or [0.0]))
@@ -148,7 +156,8 @@ class MLA(MultimodalMethod):
             h = self.encoders[m](batch["x"][m])                          # all local rows; absent ones get weight 0
             loss = _shard_ce(self.head(h), y, sel[m], scale[m])
             loss.backward()
-            self.head.weight.grad = self.hgm.project(self.head.weight.grad, h.detach()[sel[m]], hgm_alpha(ctx.batch_idx, ctx.n_batches))
+            self.head.weight.grad = self.hgm.project(self.head.weight.grad, h.detach()[sel[m]],
+                                                     hgm_alpha(ctx.batch_idx, ctx.n_batches))
             ctx.step()
             logs[f"loss_{m}"] = loss.item()
         logs["loss"] = float(np.mean([logs[f"loss_{m}"] for m in order if f"loss_{m}" in logs] or [0.0]))
@@ -330,7 +339,8 @@ class MethodConfig:
         if self.method == "unimodal" and not self.modality:
             raise ConfigError("method 'unimodal' needs modality=<one of the dataset's modalities>")
 
-def build_method(cfg: MethodConfig | dict, shapes: dict, n_classes: int, enc: EncoderConfig | dict | None = None) -> MultimodalMethod:
+def build_method(cfg: MethodConfig | dict, shapes: dict, n_classes: int,
+                 enc: EncoderConfig | dict | None = None) -> MultimodalMethod:
     "The method of `cfg` with encoders for the per-sample `shapes` (`{modality: shape}`)."
     cfg = MethodConfig(**cfg) if isinstance(cfg, dict) else cfg
     encoders = build_encoders(shapes, enc)
