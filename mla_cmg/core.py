@@ -99,8 +99,11 @@ def from_dict(cls, d: Mapping, where: str = "config", sources: Mapping | None = 
     src = lambda k: f" (from {sources[k]})" if sources and k in sources else ""
     unknown = [k for k in d if k not in fields]
     if unknown:
-        raise ConfigError(f"{where}: unknown key(s) for {cls.__name__}: " + "; ".join(f"'{k}'{src(k)}{_close(k, fields)}" for k in unknown)
-                          + f". Allowed keys are {sorted(fields)}. Fix the spelling or remove them.")
+        raise ConfigError(
+            f"{where}: unknown key(s) for {cls.__name__}: "
+            + "; ".join(f"'{k}'{src(k)}{_close(k, fields)}" for k in unknown)
+            + f". Allowed keys are {sorted(fields)}. Fix the spelling or remove them."
+        )
     missing = [n for n, f in fields.items() if n not in d and f.default is dataclasses.MISSING
                and f.default_factory is dataclasses.MISSING]
     if missing:
@@ -115,14 +118,22 @@ def split_config(flat: Mapping, parts: tuple, run_keys=(), defaults: Mapping | N
                  sources: Mapping | None = None, where: str = "parameters") -> tuple:
     "`(instance of each class in parts, run-level dict)` from one flat mapping; each key belongs to one class or `run_keys`."
     names = {c: {f.name for f in dataclasses.fields(c)} for c in parts}
-    shared = {k for a in parts for b in parts if a is not b for k in names[a] & names[b]} | (set(run_keys) & set().union(*names.values()))
-    if shared: raise ConfigError(f"{where}: the name(s) {sorted(shared)} belong to more than one configuration; give each one home")
+    shared = {k for a in parts for b in parts if a is not b for k in names[a] & names[b]} | (
+        set(run_keys) & set().union(*names.values())
+    )
+    if shared:
+        raise ConfigError(
+            f"{where}: the name(s) {sorted(shared)} belong to more than one configuration; give each one home"
+        )
     allowed = set(run_keys).union(*names.values())
     unknown = [k for k in flat if k not in allowed]
     if unknown:
         src = lambda k: f" (from {sources[k]})" if sources and k in sources else ""
-        raise ConfigError(f"{where}: unknown parameter(s) " + "; ".join(f"'{k}'{src(k)}{_close(k, allowed)}" for k in unknown)
-                          + f". Allowed: {sorted(allowed)}")
+        raise ConfigError(
+            f"{where}: unknown parameter(s) "
+            + "; ".join(f"'{k}'{src(k)}{_close(k, allowed)}" for k in unknown)
+            + f". Allowed: {sorted(allowed)}"
+        )
     split, run = {c: dict((defaults or {}).get(c, {})) for c in parts}, {}
     for k, v in flat.items():
         if k in run_keys: run[k] = v
@@ -135,7 +146,8 @@ def read_yaml(path) -> dict:
     if not path.exists(): raise ConfigError(f"{path}: file not found")
     try: d = yaml.safe_load(path.read_text())
     except yaml.YAMLError as e: raise ConfigError(f"{path}: not valid YAML ({e})") from None
-    if not isinstance(d, dict): raise ConfigError(f"{path}: expected a mapping at the top level, got {type(d).__name__}")
+    if not isinstance(d, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level, got {type(d).__name__}")
     return d
 
 def load_params(path, section: str, cls=None):
@@ -249,8 +261,10 @@ def load_checkpoint(path, map_location="cpu") -> dict:
     try: return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:
         first = (str(e).strip().splitlines() or [""])[0][:200]
-        raise ValueError(f"{path}: not a checkpoint that can be loaded safely ({type(e).__name__}: {first}). Only files "
-                         "written by save_checkpoint (tensors, numbers, strings, containers) are loaded; rewrite or delete it.") from None
+        raise ValueError(
+            f"{path}: not a checkpoint that can be loaded safely ({type(e).__name__}: {first}). Only files "
+            "written by save_checkpoint (tensors, numbers, strings, containers) are loaded; rewrite or delete it."
+        ) from None
 
 # %% ../nbs/00_core.ipynb #c025
 def config_hash(config: Mapping) -> str:
@@ -260,7 +274,9 @@ def config_hash(config: Mapping) -> str:
 
 def _diff_keys(a, b, prefix: str = "") -> list:
     if isinstance(a, Mapping) and isinstance(b, Mapping):
-        return [d for k in sorted(set(a) | set(b)) for d in _diff_keys(a.get(k, "<absent>"), b.get(k, "<absent>"), f"{prefix}{k}.")]
+        return [
+            d for k in sorted(set(a) | set(b)) for d in _diff_keys(a.get(k, "<absent>"), b.get(k, "<absent>"), f"{prefix}{k}.")
+        ]
     return [] if a == b else [f"{prefix[:-1]}: {a!r} -> {b!r}"]
 
 def claim_run_dir(out_dir, config: Mapping, fresh: bool = False) -> Path:
@@ -273,9 +289,11 @@ def claim_run_dir(out_dir, config: Mapping, fresh: bool = False) -> Path:
         if old != config:
             if not fresh:
                 diff = _diff_keys(old or {}, config)
-                raise ConfigError(f"{out_dir}: this folder holds a run made with another configuration "
-                                  f"({len(diff)} difference(s): {'; '.join(diff[:8])}{' ...' if len(diff) > 8 else ''}). "
-                                  "Use another out_dir, delete the folder, or start fresh (fresh=True) to replace it.")
+                raise ConfigError(
+                    f"{out_dir}: this folder holds a run made with another configuration "
+                    f"({len(diff)} difference(s): {'; '.join(diff[:8])}{' ...' if len(diff) > 8 else ''}). "
+                    "Use another out_dir, delete the folder, or start fresh (fresh=True) to replace it."
+                )
             run_dir(out_dir, clean=True)
     out_dir.mkdir(parents=True, exist_ok=True)
     save_json(rec, {"config": config, "sha256": config_hash(config)})

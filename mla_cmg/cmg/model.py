@@ -190,8 +190,18 @@ class UniCode(Method):
         self.vq = SharedCodebookEMA(cfg.n_codes, D, cfg.decay, cfg.eps, cfg.beta, cfg.commit_scale, cfg.cross_commit,
                                     cfg.effective_mm_ema, cfg.ema_order, cfg.reset, cfg.reset_rule, cfg.reset_after,
                                     reset_stats=cfg.reset_stats)
-        self.cpc = (CrossCPC(self.mods, D, n_layers=cfg.cpc_layers, n_steps=cfg.cpc_steps, self_weight=cfg.cpc_self_weight,
-                             anchors=cfg.cpc_anchors) if cfg.cpc else None)
+        self.cpc = (
+            CrossCPC(
+                self.mods,
+                D,
+                n_layers=cfg.cpc_layers,
+                n_steps=cfg.cpc_steps,
+                self_weight=cfg.cpc_self_weight,
+                anchors=cfg.cpc_anchors,
+            )
+            if cfg.cpc
+            else None
+        )
         self.club = (TemporalCLUB(D, Ds, cfg.club_hidden, cfg.club_negatives, cfg.club_time_pool, groups=len(self.mods))
                      if cfg.club else None)                                     # one estimator per modality, grouped
         self.club_opt = torch.optim.Adam(self.club.parameters(), lr=cfg.mi_lr, fused=True) if cfg.club else None
@@ -233,7 +243,8 @@ class UniCode(Method):
                 t["club"] = self.club(self._stack(vq.q), self._stack(out["s"]), negatives=club_negatives).sum()
         if cfg.cpc:
             cpc = self.cpc(out["z"]); t["cpc"] = cpc["loss"]; t["cpc_acc"] = cpc["acc"]
-        if cfg.cmcm: t["cmcm"] = cmcm_loss(out["z"], vq.codebook, cfg.cmcm_form, d2=vq.d2)   # the assignment's distances
+        # the assignment's distances
+        if cfg.cmcm: t["cmcm"] = cmcm_loss(out["z"], vq.codebook, cfg.cmcm_form, d2=vq.d2)
         return t
 
     def total_loss(self, t: dict[str, torch.Tensor], step: int | None = None) -> torch.Tensor:
@@ -278,7 +289,8 @@ class UniCode(Method):
             n += B
             for m in self.mods: idx[m].append(out["vq"].idx[m].cpu())
         res = {k: v / max(n, 1) for k, v in sums.items()}
-        res["train_steps"] = float(self.train_steps)                    # select_metric='train_steps', 'max': the last epoch
+        # select_metric='train_steps', 'max': the last epoch
+        res["train_steps"] = float(self.train_steps)
         res.update(codebook_health({m: torch.cat(v) for m, v in idx.items()}, self.cfg.n_codes))
         return res
 
@@ -287,8 +299,10 @@ class UniCode(Method):
 
     def load_extra_state(self, state: dict) -> None:
         if ("club_opt" in state) != (self.club_opt is not None):
-            raise ValueError(f"checkpoint {'has' if 'club_opt' in state else 'lacks'} a CLUB optimizer state, "
-                             f"the model {'has' if self.club_opt is not None else 'has no'} CLUB (config club={self.cfg.club})")
+            raise ValueError(
+                f"checkpoint {'has' if 'club_opt' in state else 'lacks'} a CLUB optimizer state, "
+                f"the model {'has' if self.club_opt is not None else 'has no'} CLUB (config club={self.cfg.club})"
+            )
         if self.club_opt is not None: self.club_opt.load_state_dict(state["club_opt"])
 
 # %% ../../nbs/34_cmg_model.ipynb #c019
@@ -296,8 +310,16 @@ CKPT_FORMAT = "mla_cmg.cmg.unicode/1"
 
 def save_pretrained(path, model: UniCode, extra: dict | None = None) -> Path:
     "Write config, input widths and weights of `model` atomically."
-    return save_checkpoint(path, {"format": CKPT_FORMAT, "config": dataclasses.asdict(model.cfg), "in_dims": model.in_dims,
-                                  "state_dict": model.state_dict(), "extra": extra or {}})
+    return save_checkpoint(
+        path,
+        {
+            "format": CKPT_FORMAT,
+            "config": dataclasses.asdict(model.cfg),
+            "in_dims": model.in_dims,
+            "state_dict": model.state_dict(),
+            "extra": extra or {},
+        },
+    )
 
 def load_pretrained(path, map_location="cpu") -> UniCode:
     "Rebuild a `UniCode` from `save_pretrained`'s file (safe load), in eval mode."
@@ -320,7 +342,8 @@ class PairedSeqDataset(torch.utils.data.Dataset):
     def __init__(self, x: dict[str, torch.Tensor], y: torch.Tensor | None = None):
         self.x = {m: torch.as_tensor(v, dtype=torch.float32) for m, v in x.items()}
         n = {len(v) for v in self.x.values()}
-        if len(n) != 1: raise ValueError(f"all modalities need the same number of samples, got { {m: len(v) for m, v in self.x.items()} }")
+        if len(n) != 1:
+            raise ValueError(f"all modalities need the same number of samples, got { {m: len(v) for m, v in self.x.items()} }")
         self.y = torch.zeros(n.pop(), dtype=torch.long) if y is None else torch.as_tensor(y, dtype=torch.long)
     def __len__(self): return len(self.y)
     def __getitem__(self, i): return {"x": {m: v[i] for m, v in self.x.items()}, "y": self.y[i]}

@@ -27,7 +27,9 @@ CMG_TRAIN = dict(optimizer="adam", lr=4e-4, batch_size=80, grad_clip=0.5, epochs
 
 def split_params(flat: dict, sources: dict | None = None, where: str = "CMG parameters") -> tuple:
     "`(CMGConfig, TrainConfig, DownstreamConfig, run-level dict)` from one flat mapping; unknown keys are errors naming them."
-    return split_config(flat, (CMGConfig, TrainConfig, DownstreamConfig), RUN_KEYS, {TrainConfig: CMG_TRAIN}, sources, where)
+    return split_config(
+        flat, (CMGConfig, TrainConfig, DownstreamConfig), RUN_KEYS, {TrainConfig: CMG_TRAIN}, sources, where
+    )
 
 # %% ../../nbs/36_cmg_run.ipynb #c008
 def run_experiment(data, model: CMGConfig, train: TrainConfig, downstream: DownstreamConfig | None = None,
@@ -55,12 +57,15 @@ def run_experiment(data, model: CMGConfig, train: TrainConfig, downstream: Downs
     res = fit(net, MMDataset(data, "train"), MMDataset(data, "val") if has_val and not select_last else None, cfg=train,
               run_dir=out / "train" if out else None, collate_fn=collate, device=device, resume=resume)
     train_s = time.time() - t0
-    if not is_main(): return {"metrics": None, "history": res.history, "steps": res.steps, "model": net, "codes": None, "timing": None}
+    if not is_main():
+        return {"metrics": None, "history": res.history, "steps": res.steps, "model": net, "codes": None, "timing": None}
     net.eval()
     dev = next(net.parameters()).device
     def score(split):
         with torch.no_grad():
-            return net.evaluate([to_device(b, dev) for b in make_loader(MMDataset(data, split), train.eval_batch_size, collate_fn=collate)])
+            return net.evaluate(
+                [to_device(b, dev) for b in make_loader(MMDataset(data, split), train.eval_batch_size, collate_fn=collate)]
+            )
     held = {"test": score("test")} if sp == "test" else {}
     if select_last and has_val: res.val = score("val")
     net.cpu()
@@ -69,10 +74,18 @@ def run_experiment(data, model: CMGConfig, train: TrainConfig, downstream: Downs
     t1 = time.time()
     with solo():           # under torchrun the other ranks are done: rank 0 fits the heads alone (no collectives)
         down = downstream_eval(net, data, downstream, seed=train.seed, codes=codes)
-    metrics = {**down, "val": res.val, **held,
-               "train_last": {k[6:]: v for k, v in res.history[-1].items() if k.startswith("train_")} if res.history else {},
-               "best_epoch": res.best_epoch, "epochs_run": res.epochs_run, "train_steps": int(net.train_steps),
-               "dataset": data.name, "modalities": data.modalities, "config": config}
+    metrics = {
+        **down,
+        "val": res.val,
+        **held,
+        "train_last": {k[6:]: v for k, v in res.history[-1].items() if k.startswith("train_")} if res.history else {},
+        "best_epoch": res.best_epoch,
+        "epochs_run": res.epochs_run,
+        "train_steps": int(net.train_steps),
+        "dataset": data.name,
+        "modalities": data.modalities,
+        "config": config,
+    }
     if out is not None:
         ev = np.flatnonzero(data.split == sp)
         save_pretrained(out / "model.pt", net, extra={"dataset": data.name, "seed": train.seed})

@@ -58,7 +58,9 @@ class FastSplit(torch.utils.data.Dataset):
                     y=self.y[rows], idx=self.index[rows])
     def __getitem__(self, i):
         b = self.__getitems__([i])
-        return dict(x={m: t[0] for m, t in b["x"].items()}, mask={m: t[0] for m, t in b["mask"].items()}, y=b["y"][0], idx=b["idx"][0])
+        return dict(
+            x={m: t[0] for m, t in b["x"].items()}, mask={m: t[0] for m, t in b["mask"].items()}, y=b["y"][0], idx=b["idx"][0]
+        )
 
 def batch_collate(items):
     "Pass a batch from `FastSplit.__getitems__` through; collate a list of samples otherwise."
@@ -74,16 +76,23 @@ def run_experiment(data, method: MethodConfig | dict, enc: EncoderConfig | dict 
                    resume: bool = True, fresh: bool = False, timing_file=None, eval_split: str = "test") -> dict:
     "Train one method on `data` with `fit`; return (and with `out_dir`, write) metrics, history and `eval_split` features."
     if eval_split not in ("val", "test"):
-        raise ConfigError(f"eval_split must be 'val' (protocol sweeps: the test split is not read) or 'test', got {eval_split!r}")
+        raise ConfigError(
+            f"eval_split must be 'val' (protocol sweeps: the test split is not read) or 'test', got {eval_split!r}"
+        )
     method = MethodConfig(**method) if isinstance(method, dict) else method
     enc = EncoderConfig(**(enc or {})) if isinstance(enc, dict) or enc is None else enc
     train = TrainConfig(**train) if isinstance(train, dict) else (train or TrainConfig())
     if method.method == "unimodal" and method.modality not in data.modalities:
         raise ConfigError(f"modality must be one of {data.modalities} for dataset {data.name!r}, got {method.modality!r}")
     from mla_cmg.data.benchmarks import content_hash
-    config = {"data": {"name": data.name, "sha256": content_hash(data)}, "method": dataclasses.asdict(method),
-              "encoder": dataclasses.asdict(enc), "train": {k: v for k, v in dataclasses.asdict(train).items() if k != "progress"},
-              "probe": probe, **({"eval_split": eval_split} if eval_split != "test" else {})}
+    config = {
+        "data": {"name": data.name, "sha256": content_hash(data)},
+        "method": dataclasses.asdict(method),
+        "encoder": dataclasses.asdict(enc),
+        "train": {k: v for k, v in dataclasses.asdict(train).items() if k != "progress"},
+        "probe": probe,
+        **({"eval_split": eval_split} if eval_split != "test" else {}),
+    }
     if out_dir is not None:      # under torchrun rank 0 claims the folder, the others wait and use it
         out_dir = claim_run_dir(out_dir, config, fresh=fresh) if is_main() else Path(out_dir)
         barrier()
@@ -105,17 +114,28 @@ def run_experiment(data, method: MethodConfig | dict, enc: EncoderConfig | dict 
     if probe:
         f_tr = model.features(loader("train"))
         m.update({f"probe_{x}": v for x, v in probe_accuracies(f_tr, f_te, trained, seed=train.seed).items()})
-    for rule in [k[len("acc_fuse_"):] for k in res.test if k.startswith("acc_fuse_")]:   # each fusion rule as if it were
-        m[f"acc_fuse_{rule}"] = reselect(res.history, f"acc_fuse_{rule}")[1]             # the method's: selected on val under it
+    # each fusion rule as if it were
+    for rule in [k[len("acc_fuse_"):] for k in res.test if k.startswith("acc_fuse_")]:
+        # the method's: selected on val under it
+        m[f"acc_fuse_{rule}"] = reselect(res.history, f"acc_fuse_{rule}")[1]
     gaps = gap_metrics(f_te, trained) if len(trained) > 1 else {}
     m["modality_gap"] = _none_if_nan(next(iter(gaps.values()))) if gaps else None
     m.update({"gap_" + k.replace("|", "_"): _none_if_nan(v) for k, v in gaps.items()})
     m.update(epochs_run=res.epochs_run, best_epoch=res.best_epoch, protocol=res.protocol, val_acc=res.val.get("acc"),
              official_epoch=res.official_epoch, official_acc_multimodal=res.official_test.get("acc"))
     m.update({f"official_acc_{x}": _none_if_nan(res.official_test.get(f"acc_{x}")) for x in data.modalities})
-    m.update(eval_split=eval_split, n_params=sum(p.numel() for p in model.parameters()),
-             dataset=data.name, modalities=data.modalities, n_classes=data.n_classes,
-             config={"method": dataclasses.asdict(method), "encoder": dataclasses.asdict(enc), "train": dataclasses.asdict(train)})
+    m.update(
+        eval_split=eval_split,
+        n_params=sum(p.numel() for p in model.parameters()),
+        dataset=data.name,
+        modalities=data.modalities,
+        n_classes=data.n_classes,
+        config={
+            "method": dataclasses.asdict(method),
+            "encoder": dataclasses.asdict(enc),
+            "train": dataclasses.asdict(train),
+        },
+    )
     if out_dir is not None:
         save_json(out_dir / "metrics.json", m)
         save_npz(out_dir / "features.npz", **{k: v for k, v in f_te.items()})
@@ -125,14 +145,27 @@ def run_experiment(data, method: MethodConfig | dict, enc: EncoderConfig | dict 
     return {"metrics": m, "history": res.history, "features": f_te, "model": model, "timing": timing}
 
 # %% ../../nbs/23_mla_run.ipynb #c012
-RUN_KEYS = ("dataset", "out_dir", "timing_file", "missing_rate", "interaction", "synthetic", "data_root", "data_seed", "probe", "device",
-            "eval_split")
+RUN_KEYS = (
+    "dataset",
+    "out_dir",
+    "timing_file",
+    "missing_rate",
+    "interaction",
+    "synthetic",
+    "data_root",
+    "data_seed",
+    "probe",
+    "device",
+    "eval_split",
+)
 MLA_TRAIN = dict(optimizer="sgd", lr=1e-3, momentum=0.9, weight_decay=1e-4, lr_step=70, lr_gamma=0.1, epochs=100,
                  batch_size=64, progress=False)     # the paper's optimisation (official main.py)
 
 def split_params(flat: dict, sources: dict | None = None, where: str = "MLA parameters") -> tuple:
     "`(MethodConfig, EncoderConfig, TrainConfig, run-level dict)` from one flat mapping; unknown keys are errors naming them."
-    return split_config(flat, (MethodConfig, EncoderConfig, TrainConfig), RUN_KEYS, {TrainConfig: MLA_TRAIN}, sources, where)
+    return split_config(
+        flat, (MethodConfig, EncoderConfig, TrainConfig), RUN_KEYS, {TrainConfig: MLA_TRAIN}, sources, where
+    )
 
 # %% ../../nbs/23_mla_run.ipynb #c015
 def reselect(history: list, key: str, mode: str = "max") -> tuple:
