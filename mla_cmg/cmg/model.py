@@ -278,6 +278,15 @@ class UniCode(Method):
             logs[f"perplexity_{m}"] = perplexity(all_reduce_sum(code_counts(out["vq"].idx[m], self.cfg.n_codes)))
         return logs
 
+    def metric_names(self) -> set:
+        "The keys `evaluate` returns, known before training (so `fit` rejects a misspelt `select_metric` at once)."
+        cfg, mods = self.cfg, self.mods
+        terms = {"recon", "commit"} | ({"club"} if cfg.club else set()) | ({"cpc", "cpc_acc"} if cfg.cpc else set())
+        terms |= {"cmcm"} if cfg.cmcm else set()
+        pairs = {f"agree_{a}_{b}" for i, a in enumerate(mods) for b in mods[i + 1:]}
+        return terms | pairs | {"loss", "train_steps", "used_all", "used_partial", "used_none", "agreement"} \
+            | {f"perplexity_{m}" for m in mods} | {f"used_only_{m}" for m in mods}
+
     def evaluate(self, loader) -> dict:
         "Mean loss terms (deterministic variants) and the codebook health of a split."
         sums, n, idx = {}, 0, {m: [] for m in self.mods}
