@@ -11,17 +11,21 @@ from . import dist as D
 from .core import ConfigError, config_hash, read_yaml, set_threads
 
 # %% auto #0
-__all__ = ['EXPERIMENTS', 'check_params', 'run_params', 'main']
+__all__ = ['EXPERIMENTS', 'wing', 'check_params', 'run_params', 'main']
 
 # %% ../nbs/06_launch.ipynb #c003
 EXPERIMENTS = ("mla", "cmg")
 
+def wing(experiment: str, module: str = "run", where: str = "mla_cmg.launch"):
+    "The module `mla_cmg.<experiment>.<module>`, imported by name: a run of one wing loads none of the other wing's code."
+    if experiment not in EXPERIMENTS: raise ConfigError(f"{where}: experiment must be one of {list(EXPERIMENTS)}, got {experiment!r}")
+    import importlib
+    return importlib.import_module(f"mla_cmg.{experiment}.{module}")
+
 def check_params(experiment: str, params: dict, sources: dict | None = None, where: str = "mla_cmg.launch",
                  world_size: int = 1) -> None:
     "What can be checked of one run's parameters before any data is read: names, types, ranges, and the global batch split."
-    if experiment not in EXPERIMENTS: raise ConfigError(f"{where}: experiment must be one of {list(EXPERIMENTS)}, got {experiment!r}")
-    if experiment == "mla": from mla_cmg.mla.run import split_params
-    else: from mla_cmg.cmg.run import split_params
+    split_params = wing(experiment, where=where).split_params
     from mla_cmg.engine import TrainConfig
     *cfgs, run = split_params(params, sources, where=where)
     if "dataset" not in run: raise ConfigError(f"{where}: key 'dataset' missing (a benchmark name or a dataset .npz path)")
@@ -38,7 +42,8 @@ def run_params(experiment: str, params: dict, sources: dict | None = None, where
     set_threads(1)
     check_params(experiment, params, sources, where, int(os.environ.get("WORLD_SIZE", "1")))
     if experiment == "mla":
-        from mla_cmg.mla.run import load_mla_data, run_experiment, split_params
+        W = wing("mla")
+        load_mla_data, run_experiment, split_params = W.load_mla_data, W.run_experiment, W.split_params
         method_cfg, enc_cfg, train_cfg, run = split_params(params, sources, where=where)
         if "dataset" not in run: raise ConfigError(f"{where}: key 'dataset' missing (a benchmark name or a dataset .npz path)")
         device = D.init_from_env(run.get("device"))
@@ -50,8 +55,8 @@ def run_params(experiment: str, params: dict, sources: dict | None = None, where
         return run_experiment(data, method_cfg, enc_cfg, train_cfg, out_dir=out_dir, probe=run.get("probe", True),
                               eval_split=run.get("eval_split", "test"),
                               device=device, timing_file=run.get("timing_file"))
-    from mla_cmg.cmg.downstream import prepare_data
-    from mla_cmg.cmg.run import run_experiment, split_params
+    prepare_data = wing("cmg", "downstream").prepare_data
+    run_experiment, split_params = wing("cmg").run_experiment, wing("cmg").split_params
     model_cfg, train_cfg, down_cfg, run = split_params(params, sources, where=where)
     if "dataset" not in run: raise ConfigError(f"{where}: key 'dataset' missing (a benchmark name or a dataset .npz path)")
     device = D.init_from_env(run.get("device"))

@@ -1,7 +1,8 @@
 """Every pipeline stage declares the code it runs: each library module that the stage's command and notebook import,
 directly or through other modules (also imports inside functions), is covered by one of the stage's `deps` in
 dvc.yaml, so that `dvc repro` reruns a stage whenever code it uses changes (found by reading the sources, not by
-running them)."""
+running them). The runner imports an experiment's wing by name (`launch.wing`, `mla_cmg.<experiment>.run`): a
+`python -m mla_cmg.runner <experiment> ...` stage counts that module among its roots."""
 import ast, json
 from pathlib import Path
 
@@ -75,6 +76,9 @@ def _stages():
 def test_stage_declares_the_code_it_runs(name):
     st, cmd = next((s, c) for n, s, c in _stages() if n == name)
     roots = {cmd.split("-m ", 1)[1].split()[0]}
+    words = cmd.split("-m ", 1)[1].split()
+    if words[0] == f"{PKG}.runner" and len(words) > 1 and not words[1].startswith("-"):
+        roots.add(f"{PKG}.{words[1]}.run")          # the wing the runner loads by name (`launch.wing`)
     deps = [d for d in st.get("deps", []) if "${" not in d]
     for d in deps:
         if d.endswith(".ipynb"): roots |= _notebook_imports(ROOT / d)
