@@ -124,10 +124,10 @@ def decide(groups: dict, alpha: float = SELECT_ALPHA) -> dict:
         groups[b]["p_holm"], groups[b]["m"] = float(pa), len(tested)
     for b, g in groups.items():
         pick = next(r for r in g["rows"] if r["point"] == g["pick"])
+        g["edge"] = _edge(g, pick) if g["pick"] != g["protocol"] else []
         if g["protocol"] is None: g["decision"] = "unswept"
         elif g.get("p_holm", 1.0) >= alpha or g["test"]["diff"] <= 0: g["decision"] = "stands"
-        else: g["decision"] = "widen" if _edge(g, pick) else "switch"
-        g["edge"] = _edge(g, pick) if g["pick"] != g["protocol"] else []
+        else: g["decision"] = "widen" if g["edge"] else "switch"
     return groups
 
 def pick_contrasts(groups: dict, ref: str) -> list:
