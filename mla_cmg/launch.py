@@ -53,7 +53,7 @@ def run_params(experiment: str, params: dict, sources: dict | None = None, where
                              missing_rate=run.get("missing_rate", 0.0), mask_seed=train_cfg.seed)
         out_dir = run.get("out_dir") or f"runs/mla/manual/{config_hash(params)[:12]}"
         return run_experiment(data, method_cfg, enc_cfg, train_cfg, out_dir=out_dir, probe=run.get("probe", True),
-                              eval_split=run.get("eval_split", "test"),
+                              eval_split=run.get("eval_split", "test"), label=run.get("label"),
                               device=device, timing_file=run.get("timing_file"))
     prepare_data = wing("cmg", "downstream").prepare_data
     run_experiment, split_params = wing("cmg").run_experiment, wing("cmg").split_params

@@ -16,13 +16,13 @@ from .runner import _flat_numbers
 
 # %% auto #0
 __all__ = ['MLA_COLUMNS', 'CMG_COLUMNS', 'CMG_LOCRET_COLUMNS', 'CMG_MECH_COLUMNS', 'SPLIT_STD', 'CMG_LABELS', 'ALPHA', 'POWER',
-           'CMG_CLAIMS', 'CMG_MECHANISMS', 'MLA_LABELS', 'MLA_FUSION', 'MLA_ABLATION', 'MLA_FUSED', 'MLA_CLAIMS',
-           'MLA_MISSING_CLAIMS', 'SUMMARY_FIGURES', 'Col', 'expand', 'collect', 'cell', 'mark_collapsed',
-           'results_table', 'write_table', 'datasheet', 'test_counts', 'reference_rows', 'split_interval',
-           'cmg_columns', 'retrieval_ks', 'Comparison', 'test_block', 'claims_md', 'cmg_claims', 'Runs',
-           'read_csv_rows', 'weak_modality', 'mla_claims', 'fusion_claims', 'annotated_table', 'gap_figure',
-           'mla_report', 'cmg_benchmarks', 'cmg_report', 'drift', 'drift_md', 'findings_md', 'verdicts_md',
-           'pipeline_runs', 'headline', 'write_metrics', 'write_report', 'figure_captions']
+           'CMG_CLAIMS', 'CMG_MECHANISMS', 'MLA_FUSION', 'MLA_ABLATION', 'MLA_CLAIMS', 'MLA_MISSING_CLAIMS',
+           'SUMMARY_FIGURES', 'Col', 'expand', 'collect', 'cell', 'mark_collapsed', 'results_table', 'write_table',
+           'datasheet', 'test_counts', 'reference_rows', 'split_interval', 'cmg_columns', 'retrieval_ks', 'Comparison',
+           'test_block', 'claims_md', 'cmg_claims', 'Runs', 'read_csv_rows', 'mla_names', 'weak_modality', 'mla_claims',
+           'fusion_claims', 'annotated_table', 'gap_figure', 'mla_report', 'cmg_benchmarks', 'cmg_report', 'drift',
+           'drift_md', 'findings_md', 'verdicts_md', 'pipeline_runs', 'headline', 'write_metrics', 'write_report',
+           'figure_captions']
 
 # %% ../nbs/41_report.ipynb #c024
 @dataclass(frozen=True)
@@ -426,8 +426,17 @@ def cmg_claims(rows: dict, mods: list, bench: str = "") -> tuple[str, list]:
 
 # %% ../nbs/41_report.ipynb #c012
 class Runs:
-    "The stored records under `root`: stage summaries and per-seed run folders."
-    def __init__(self, root="runs", seeds=(0, 1, 2)): self.root, self.seeds, self._cache = Path(root), list(seeds), {}
+    "The stored records under `root`: stage summaries and per-seed run folders; `names` = `{variant: (label, fused)}` of the MLA variants (`mla_names`)."
+    def __init__(self, root="runs", seeds=(0, 1, 2), names: dict | None = None):
+        self.root, self.seeds, self.names, self._cache = Path(root), list(seeds), dict(names or {}), {}
+
+    def label(self, variant: str) -> str:
+        "An MLA variant's display label (the variant's name when params do not define it)."
+        return self.names.get(variant, (variant, False))[0]
+
+    def fused(self, variant: str) -> bool:
+        "An MLA variant's method fuses unimodal heads, so its runs record every fusion rule's read-out."
+        return self.names.get(variant, (variant, False))[1]
 
     def summary(self, exp: str, bench: str, name: str) -> dict | None:
         "The stage summary `root/exp/bench/name.json` (None when the stage has not finished); each metric's `values` and `seeds` are read from the seeds' `metrics.json`."
@@ -477,25 +486,21 @@ def read_csv_rows(path) -> list:
         return [{k: float(v) for k, v in r.items() if v not in ("", None)} for r in csv.DictReader(fh)]
 
 # %% ../nbs/41_report.ipynb #c014
-MLA_LABELS = {
-    "joint": "Joint (concat)",
-    "joint_mlp": "Joint (MLP fusion head)",
-    "ogm_ge": "OGM-GE",
-    "ume": "UME (unimodal ensemble)",
-    "mla_nohgm": "MLA w/o HGM",
-    "mla": "MLA (HGM + DF)",
-    "mla_official": "MLA, released HGM formula",
-    "sgd_mla": "MLA (HGM + DF), SGD",
-    "sgd_mla_nohgm": "MLA w/o HGM, SGD",
-    "sgd_joint": "Joint (concat), SGD",
-    "sgd_ume": "UME, SGD",
-}
+def mla_names(P: dict) -> dict:
+    "`{variant: (label, fused)}` of every MLA variant of params `P`: the variant's `label`, else its method's registry label."
+    from mla_cmg.mla.methods import method_entry
+    mla = P.get("mla", {}) or {}
+    default = (mla.get("common", {}) or {}).get("method", "mla")
+    out = {}
+    for v, spec in (mla.get("variants", {}) or {}).items():
+        e = method_entry(spec.get("method", default))
+        out[v] = (spec.get("label") or e.label, e.fused)
+    return out
+
 MLA_FUSION = {"per-sample DF (paper)": "acc_fuse_sample", "per-batch DF (released code)": "acc_fuse_batch",
               "fixed 0.55 / 0.45 (released default)": "acc_fuse_fixed", "mean of logits": "acc_fuse_mean"}
 MLA_ABLATION = {"w/o HGM, w/o DF": ("mla_nohgm", "acc_fuse_fixed"), "HGM only": ("mla", "acc_fuse_fixed"),
                 "DF only": ("mla_nohgm", "acc_fuse_sample"), "HGM + DF (full)": ("mla", "acc_fuse_sample")}
-# variants whose runs record every fusion rule
-MLA_FUSED = ("mla", "mla_nohgm", "ume", "sgd_mla", "sgd_mla_nohgm", "sgd_ume")
 # (claim, where the paper says it, (variant, metric) of the arm the paper says is higher, (variant, metric) of the other).
 # '{weak}' is the modality that is weaker alone (UME's members). The same variant in both arms: the same trained models, paired.
 MLA_CLAIMS = [
@@ -560,7 +565,7 @@ def mla_claims(runs: Runs, benches: list, variants: list, missing: dict | None =
             if "{weak}" in ka + kb and w is None: continue
             ka_, kb_ = ka.format(weak=w), kb.format(weak=w)
             if va not in variants or vb not in variants: continue
-            name = lambda v, k: MLA_LABELS.get(v, v) + (f", {_what(k)}" if va == vb else "")
+            name = lambda v, k: runs.label(v) + (f", {_what(k)}" if va == vb else "")
             comps.append(
                 Comparison(
                     claim,
@@ -581,12 +586,12 @@ def mla_claims(runs: Runs, benches: list, variants: list, missing: dict | None =
             for r in missing["rates"]:
                 comps.append(
                     Comparison(
-                        claim.format(other=MLA_LABELS.get(vb, vb)),
+                        claim.format(other=runs.label(vb)),
                         where,
                         f"{b}, {r:.0%} missing",
                         "multimodal",
-                        MLA_LABELS.get(va, va),
-                        MLA_LABELS.get(vb, vb),
+                        runs.label(va),
+                        runs.label(vb),
                         _metric(S(b, f"{va}_mr{r}"), "acc_multimodal"),
                         _metric(S(b, f"{vb}_mr{r}"), "acc_multimodal"),
                     )
@@ -598,14 +603,14 @@ def fusion_claims(runs: Runs, benches: list, variants: list) -> tuple[str, list]
     "(markdown, records): per-sample DF against every other fusion rule, on the same trained models (paired by seed): one block, one claim."
     comps, (df_label, df_key) = [], next(iter(MLA_FUSION.items()))
     for b in benches:
-        for v in [v for v in variants if v in MLA_FUSED]:
+        for v in [v for v in variants if runs.fused(v)]:
             s = runs.summary("mla", b, v)
             for lab, key in list(MLA_FUSION.items())[1:]:
                 comps.append(
                     Comparison(
                         "per-sample DF beats the other test-time fusion rules (same trained models, paired by seed)",
                         "Table 3",
-                        f"{b}, {MLA_LABELS.get(v, v)}",
+                        f"{b}, {runs.label(v)}",
                         "multimodal",
                         df_label,
                         lab,
@@ -660,7 +665,7 @@ def _pseudo(cells: dict) -> dict:
 def gap_figure(runs: Runs, benches: list, variants: list):
     "The modality gap of every variant (by its display name), one panel per benchmark; None when no run recorded one."
     from mla_cmg.viz import bar_grid
-    panels = {b: {MLA_LABELS.get(v, v): s_["metrics"]["modality_gap"]["values"] for v in variants
+    panels = {b: {runs.label(v): s_["metrics"]["modality_gap"]["values"] for v in variants
                   if (s_ := runs.summary("mla", b, v)) and "modality_gap" in s_["metrics"]} for b in benches}
     panels = {b: p for b, p in panels.items() if p}
     return bar_grid(panels, "modality gap (test)", "Modality gap: ‖mean(norm h_a) − mean(norm h_b)‖") if panels else None
@@ -676,7 +681,7 @@ def mla_report(runs: Runs, pipe: dict, out: Path, tsne: dict | None = None, prep
         if first is None: continue
         mods = load_json(first / "metrics.json")["modalities"]
         rows = {"Unimodal (UME members)": runs.summary("mla", bench, "ume")} if "ume" in variants else {}
-        rows.update({MLA_LABELS.get(v, v): runs.summary("mla", bench, v) for v in variants})
+        rows.update({runs.label(v): runs.summary("mla", bench, v) for v in variants})
         md, js = annotated_table(rows, expand(MLA_COLUMNS, mods), datasheet(prepared, bench))
         _, gap_js = results_table(rows, [Col("modality gap", "modality_gap", 1.0, 3)])
         tables[f"mla_{bench}"] = {**js, "modality_gap": gap_js}
@@ -688,9 +693,9 @@ def mla_report(runs: Runs, pipe: dict, out: Path, tsne: dict | None = None, prep
         curves, rows = {}, {}
         for v in miss["variants"]:
             ss = [runs.summary("mla", b, f"{v}_mr{r}") for r in rates]
-            rows[MLA_LABELS.get(v, v)] = _pseudo({f"{r:.0%} missing": _metric(s_, "acc_multimodal") for r, s_ in zip(rates, ss)})
+            rows[runs.label(v)] = _pseudo({f"{r:.0%} missing": _metric(s_, "acc_multimodal") for r, s_ in zip(rates, ss)})
             if all(s_ is not None for s_ in ss):
-                curves[MLA_LABELS.get(v, v)] = np.array([s_["metrics"]["acc_multimodal"]["values"] for s_ in ss]).T.tolist()
+                curves[runs.label(v)] = np.array([s_["metrics"]["acc_multimodal"]["values"] for s_ in ss]).T.tolist()
         md, js = annotated_table(
             rows,
             [Col(f"{r:.0%} missing", f"{r:.0%} missing", on="concat", chance="majority") for r in rates],
@@ -721,10 +726,10 @@ def mla_report(runs: Runs, pipe: dict, out: Path, tsne: dict | None = None, prep
             f"**MLA ablation: HGM and DF** (multimodal test accuracy %)\n\n{abl_md.split(chr(10) + 'The MLA paper')[0]}\n"
             "The tests of the MLA paper's claims are under the table in `results/tables/mla_ablation.md`; the findings below."
         )
-        fused = [v for v in variants if v in MLA_FUSED]
+        fused = [v for v in variants if runs.fused(v)]
         # every rule read out from the same trained models, each at the epoch selected on validation under it
         if fused:
-            rows = {f"{MLA_LABELS.get(v, v)} — {b}": runs.summary("mla", b, v) for b in benches for v in fused}
+            rows = {f"{runs.label(v)} — {b}": runs.summary("mla", b, v) for b in benches for v in fused}
             fmd, fjs = results_table(rows, [Col(k, v) for k, v in MLA_FUSION.items()], row_header="model — benchmark")
             fmd, fjs["_test_split"] = _split_notes(
                 fmd,
@@ -752,7 +757,7 @@ def mla_report(runs: Runs, pipe: dict, out: Path, tsne: dict | None = None, prep
             hs = [read_csv_rows(d / "history.csv") for d in runs.seed_dirs("mla", bench, v)]
             if not hs: continue
             for col in [c for c in hs[0][0] if c.startswith("test_acc_") and not c.startswith("test_acc_fuse")]:
-                curves[f"{MLA_LABELS.get(v, v)}: {col[9:]}"] = [[r[col] for r in h] for h in hs]
+                curves[f"{runs.label(v)}: {col[9:]}"] = [[r[col] for r in h] for h in hs]
         if curves:
             save_fig(
                 curves_figure(curves, ylabel="test accuracy (head read-out)", title=f"Per-modality accuracy per epoch — {bench}"),
@@ -771,7 +776,7 @@ def mla_report(runs: Runs, pipe: dict, out: Path, tsne: dict | None = None, prep
             tsne_figure(
                 feats,
                 y,
-                title=f"{MLA_LABELS.get(v, v)} ({benches[0]})",
+                title=f"{runs.label(v)} ({benches[0]})",
                 max_points=tsne.get("tsne_points", 300),
                 seed=tsne.get("tsne_seed", 0),
                 axes=ax,
@@ -1043,7 +1048,7 @@ def write_report(P: dict, runs_root="runs", out_dir="results", prepared="data/pr
     out = Path(out_dir)
     (out / "tables").mkdir(parents=True, exist_ok=True); (out / "figures").mkdir(parents=True, exist_ok=True)
     before = {f.stem: load_json(f) for f in (out / "tables").glob("*.json")}      # the committed tables
-    runs = Runs(runs_root, P.get("seeds", [0]))
+    runs = Runs(runs_root, P.get("seeds", [0]), mla_names(P))
     mla_md, mla_js, mla_recs = mla_report(runs, P.get("pipeline", {}), out, P.get("report"), prepared)
     cmg_md, cmg_js, cmg_recs = cmg_report(runs, P.get("pipeline", {}), out, prepared, P.get("report"))
     moved = [(t, *d) for t, js in {**mla_js, **cmg_js}.items() if t in before for d in drift(before[t], js)]
@@ -1091,17 +1096,17 @@ def figure_captions(P: dict) -> dict:
     )
     tsne = (f"t-SNE of {rep.get('tsne_points', 300)} test points per modality (L2-normalised features, t-SNE seed "
             f"{rep.get('tsne_seed', 0)}); left panel coloured by modality, right panel by class")
-    caps = {}
+    caps, label = {}, lambda v: mla_names(P).get(v, (v,))[0]
     if benches:
         b0 = benches[0]
-        shown = [MLA_LABELS.get(v, v) for v in ("joint", "mla") if v in variants]
+        shown = [label(v) for v in ("joint", "mla") if v in variants]
         caps["mla_tsne.png"] = (
             f"{' against '.join(shown)} on `{b0}`: {tsne}; encoder features of the test split, seed {seeds[0]} "
             f"(stages `mla@{b0}-joint`, `mla@{b0}-mla`; {mla_proto})."
         )
         caps["mla_gap.png"] = (
             f"Modality gap ‖mean(normalised h_a) − mean(normalised h_b)‖ on the test split, mean ± std over seeds {s}, "
-            f"for each method ({', '.join(MLA_LABELS.get(v, v) for v in variants)}) on {', '.join(f'`{b}`' for b in benches)} "
+            f"for each method ({', '.join(label(v) for v in variants)}) on {', '.join(f'`{b}`' for b in benches)} "
             f"(stages `mla@<benchmark>-<variant>`; {mla_proto})."
         )
         for b in benches:
@@ -1115,7 +1120,7 @@ def figure_captions(P: dict) -> dict:
         caps["mla_missing_rate.png"] = (
             f"Multimodal test accuracy against the fraction of missing modality cells "
             f"({', '.join(f'{r:.0%}' for r in miss.get('rates', []))}) on `{miss.get('benchmark')}`, for "
-            f"{', '.join(MLA_LABELS.get(v, v) for v in miss.get('variants', []))}, mean ± 1 std over seeds {s} "
+            f"{', '.join(label(v) for v in miss.get('variants', []))}, mean ± 1 std over seeds {s} "
             f"(stages `mla_missing@<rate>-<variant>`; {mla_proto})."
         )
     if c0:

@@ -18,12 +18,12 @@ __all__ = ['SWEEP_PREFIX', 'SCORES', 'SELECT_ALPHA', 'DECISIONS', 'REFERENCE', '
 
 # %% ../nbs/40b_sweeps.ipynb #c004
 SWEEP_PREFIX = "val_"
-_IGNORE = ("eval_split", "seeds")
+_IGNORE = ("eval_split", "seeds", "label")       # what a run is scored on, its seeds, its display label: not knobs
 
 def _entry(v: dict) -> dict: return {k: x for k, x in (v or {}).items() if k not in _IGNORE}
 
 def entry_diff(a: dict, b: dict) -> dict:
-    "The keys of variant entry `a` whose values differ from entry `b` (`eval_split` and `seeds` ignored), with a's value."
+    "The keys of variant entry `a` whose values differ from entry `b` (`eval_split`, `seeds` and `label` ignored), with a's value."
     a, b = _entry(a), _entry(b)
     return {k: a.get(k) for k in sorted(set(a) | set(b)) if a.get(k, object()) != b.get(k, object())}
 

@@ -60,7 +60,7 @@ def cmg_case():
 
 CASES = {"joint": lambda: mla_case("joint"),
          "mla_owm": lambda: mla_case("mla", missing=0.25, hgm="owm"),
-         "ogm_ge": lambda: mla_case("ogm_ge", ogm_alpha=0.5),
+         "ogm_ge": lambda: mla_case("ogm_ge", alpha=0.5),
          "cmg_full": cmg_case}
 RESUME = ("mla_owm", "cmg_full")
 

@@ -7,7 +7,7 @@ from torch.utils.data import Dataset
 from mla_cmg.core import ConfigError, seed_everything
 from mla_cmg.encoders import EncoderConfig
 from mla_cmg.engine import TrainConfig, fit
-from mla_cmg.mla.methods import MethodConfig, build_method
+from mla_cmg.mla.methods import METHODS, build_method, known_methods, method_options
 
 torch.set_num_threads(1)
 
@@ -38,7 +38,7 @@ def _strip(h):
 
 
 @pytest.mark.parametrize("spec", [dict(hgm="owm", order="random"), dict(hgm="official", fusion="batch"),
-                                  dict(method="ogm_ge", ogm_end=3), dict(method="ume")])
+                                  dict(method="ogm_ge", end=3), dict(method="ume")])
 def test_killed_and_resumed_run_matches_uninterrupted(tmp_path, spec):
     tr, va, te = Toy(160, 0), Toy(80, 1), Toy(80, 2)
     cfg = TrainConfig(epochs=5, batch_size=32, optimizer="sgd", lr=0.05, weight_decay=1e-4, lr_step=2,
@@ -60,13 +60,37 @@ def test_killed_and_resumed_run_matches_uninterrupted(tmp_path, spec):
 
 @pytest.mark.parametrize("bad,word", [(dict(method="mla2"), "method"), (dict(hgm="ewc"), "hgm"),
                                       (dict(fusion="gated"), "fusion"), (dict(schedule="epoch"), "schedule"),
-                                      (dict(order="sorted"), "order"), (dict(joint_head="gru"), "joint_head"),
+                                      (dict(order="sorted"), "order"), (dict(method="joint", head="gru"), "head"),
                                       (dict(method="unimodal"), "modality")])
 def test_bad_choices_are_clear_errors(bad, word):
     with pytest.raises(ConfigError, match=word) as e:
-        MethodConfig(**bad)
-    val = next(iter(bad.values()))
+        build_method(bad, SHAPES, C, ENC)
+    val = bad.get("method") if len(bad) > 1 or "method" in bad else next(iter(bad.values()))
+    val = next(v for k, v in bad.items() if k != "method") if len(bad) > 1 else val
     assert val == "unimodal" or val in str(e.value)
+
+
+@pytest.mark.parametrize("name", known_methods())
+def test_a_key_of_another_method_names_the_method_and_its_keys(name):
+    "Every registered method refuses every other method's option that it does not take itself, naming itself and its keys."
+    e = METHODS[name]
+    foreign = sorted({k for o in METHODS.values() for k in o.keys} - set(e.keys))
+    assert foreign
+    for k in foreign:
+        with pytest.raises(ConfigError) as err:
+            method_options({"method": name, k: 1})
+        assert f"'{k}'" in str(err.value) and f"method {name!r} takes {e.keys}" in str(err.value), str(err.value)
+
+
+@pytest.mark.parametrize("name", known_methods())
+def test_every_registered_method_builds_and_records_its_options(name):
+    "The defaults build (unimodal needs its modality); the options round-trip through a plain mapping."
+    kw = {"modality": "a"} if name == "unimodal" else {}
+    opts = method_options({"method": name, **kw})
+    import dataclasses
+    assert method_options(dataclasses.asdict(opts)) == opts
+    m = build_method(opts, SHAPES, C, ENC)
+    assert isinstance(m, METHODS[name].cls) and m.fuses_unimodal == METHODS[name].fused
 
 
 def test_unknown_unimodal_modality():

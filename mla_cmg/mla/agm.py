@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..core import ConfigError
-from .methods import Joint, _present
+from .methods import Joint, _present, register
 
 # %% auto #0
 __all__ = ['shapley_responses', 'agm_coefficients', 'ScaleGrad', 'AGM']
@@ -46,6 +46,7 @@ class ScaleGrad(torch.autograd.Function):
     def backward(ctx, g): return g * ctx.k, None
 
 # %% ../../nbs/22c_mla_agm.ipynb #c009
+@register("agm", "AGM")
 class AGM(Joint):
     "Joint concat training whose loss backpropagates through each modality's Shapley response scaled by AGM's coefficient."
     def __init__(self, encoders: nn.ModuleDict, n_classes: int, alpha: float = 1.0, start: int = 0, end: int = 20,

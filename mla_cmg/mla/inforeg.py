@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..core import ConfigError
-from .methods import Joint, _present
+from .methods import Joint, _present, register
 
 # %% auto #0
 __all__ = ['window_k', 'pullback_beta', 'InfoReg']
@@ -30,6 +30,7 @@ def pullback_beta(scores: dict, c: dict) -> tuple[str, float]:
     return strong, c[strong] * math.exp(math.tanh(scores[strong] - min(scores.values())))
 
 # %% ../../nbs/22d_mla_inforeg.ipynb #c009
+@register("inforeg", "InfoReg")
 class InfoReg(Joint):
     "Joint concat training with InfoReg's pull-back on the stronger modality during its prime learning window."
     def __init__(self, encoders: nn.ModuleDict, n_classes: int, c: float | dict = 0.95, threshold: float = 0.05,

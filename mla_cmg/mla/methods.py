@@ -4,6 +4,7 @@
 
 # %% ../../nbs/22_mla_methods.ipynb #c003
 from __future__ import annotations
+import dataclasses, importlib, inspect, pkgutil
 from dataclasses import dataclass
 
 import numpy as np
@@ -11,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..core import ConfigError
+from ..core import ConfigError, from_dict
 from ..engine import Method, StepContext
 from ..encoders import EncoderConfig, build_encoders
 from ..metrics import accuracy, linear_probe, macro_f1, modality_gap
@@ -20,8 +21,9 @@ from .hgm import HGM, HGM_VARIANTS, hgm_alpha
 from ..dist import all_reduce_sum, is_sharded, world as _world_size
 
 # %% auto #0
-__all__ = ['SCHEDULES', 'ORDERS', 'JOINT_HEADS', 'METHODS', 'MultimodalMethod', 'MLA', 'Joint', 'OGMGE', 'Unimodal', 'UME',
-           'MethodConfig', 'build_method', 'probe_accuracies', 'gap_metrics']
+__all__ = ['METHODS', 'METHOD_PACKAGE', 'SCHEDULES', 'ORDERS', 'JOINT_HEADS', 'MultimodalMethod', 'MethodEntry', 'register',
+           'known_methods', 'method_entry', 'MLA', 'Joint', 'OGMGE', 'Unimodal', 'UME', 'method_options',
+           'build_method', 'probe_accuracies', 'gap_metrics']
 
 # %% ../../nbs/22_mla_methods.ipynb #c006
 def _present(batch, m) -> torch.Tensor:
@@ -104,9 +106,66 @@ class MultimodalMethod(Method):
         self.train(was)
         return {k: torch.cat(v).cpu().numpy() for k, v in out.items()}
 
+# %% ../../nbs/22_mla_methods.ipynb #c006s
+@dataclass(frozen=True)
+class MethodEntry:
+    "One method of the registry: its class, its options dataclass and its display label."
+    name: str
+    cls: type
+    options: type
+    label: str
+
+    @property
+    def fused(self) -> bool:
+        "Its multimodal prediction fuses unimodal heads (the run reports every fusion rule: `acc_fuse_<rule>`)."
+        return bool(self.cls.fuses_unimodal)
+
+    @property
+    def keys(self) -> list:
+        "The option names it takes (besides `method`)."
+        return [f.name for f in dataclasses.fields(self.options) if f.name != "method"]
+
+METHODS: dict = {}
+METHOD_PACKAGE = "mla_cmg.mla"       # a method with its own chapter: module METHOD_PACKAGE.<name>
+
+def _options_of(name: str, cls: type) -> type:
+    "The options dataclass of `cls`: `method` (= name), then its constructor's arguments after (encoders, n_classes)."
+    fs = [("method", "str", dataclasses.field(default=name))]
+    for p in list(inspect.signature(cls.__init__).parameters.values())[3:]:
+        ann = "Any" if p.annotation is inspect.Parameter.empty else p.annotation
+        fs.append((p.name, ann) if p.default is inspect.Parameter.empty else (p.name, ann, dataclasses.field(default=p.default)))
+    return dataclasses.make_dataclass(f"{cls.__name__}Options", fs, frozen=True, kw_only=True)
+
+def register(name: str, label: str):
+    "Class decorator: add a `MultimodalMethod` to `METHODS` as `name`, shown as `label` in tables and figures."
+    def add(cls):
+        if name in METHODS and METHODS[name].cls.__qualname__ != cls.__qualname__:
+            raise ConfigError(f"method name {name!r} is already taken by {METHODS[name].cls.__qualname__}")
+        METHODS[name] = MethodEntry(name, cls, _options_of(name, cls), label)
+        return cls
+    return add
+
+def known_methods() -> list:
+    "Every method name: the modules of `mla_cmg.mla` are imported, so methods with their own chapter are counted."
+    pkg = importlib.import_module(METHOD_PACKAGE)
+    for mod in pkgutil.iter_modules(pkg.__path__): importlib.import_module(f"{METHOD_PACKAGE}.{mod.name}")
+    return sorted(METHODS)
+
+def method_entry(name: str) -> MethodEntry:
+    "The registry entry of `name` (a method with its own chapter is imported on first use)."
+    if name not in METHODS and isinstance(name, str) and name.isidentifier():
+        try: importlib.import_module(f"{METHOD_PACKAGE}.{name}")
+        except ModuleNotFoundError as e:
+            if e.name != f"{METHOD_PACKAGE}.{name}": raise
+    if name not in METHODS:
+        raise ConfigError(f"unknown method {name!r}; the registered methods are {known_methods()}")
+    return METHODS[name]
+
+
 # %% ../../nbs/22_mla_methods.ipynb #c008
 SCHEDULES, ORDERS = ("batch", "step"), ("fixed", "reversed", "random")
 
+@register("mla", "MLA (HGM + DF)")
 class MLA(MultimodalMethod):
     "Alternating unimodal training through one shared head, with HGM on the head and DF at test time."
     fuses_unimodal = True
@@ -174,14 +233,15 @@ def _check(name, val, allowed):
 # %% ../../nbs/22_mla_methods.ipynb #c010
 JOINT_HEADS = ("linear", "mlp")
 
+@register("joint", "Joint (concat)")
 class Joint(MultimodalMethod):
     "Concat fusion trained on the fused cross-entropy, with a linear (official) or MLP fusion head."
-    def __init__(self, encoders: nn.ModuleDict, n_classes: int, head: str = "linear", hidden: int = 128):
+    def __init__(self, encoders: nn.ModuleDict, n_classes: int, head: str = "linear", head_hidden: int = 128):
         super().__init__(encoders, n_classes)
         _check("joint head", head, JOINT_HEADS)
         D, self.head_kind = self.d * len(self.modalities), head
         self.head = (nn.Linear(D, self.n_classes) if head == "linear" else
-                     nn.Sequential(nn.Linear(D, hidden), nn.ReLU(), nn.Linear(hidden, self.n_classes)))
+                     nn.Sequential(nn.Linear(D, head_hidden), nn.ReLU(), nn.Linear(head_hidden, self.n_classes)))
 
     def fuse(self, feats: dict, batch) -> torch.Tensor:
         "`[B, M·d]`: the features side by side, zero where a modality is absent."
@@ -206,6 +266,7 @@ class Joint(MultimodalMethod):
         return self.head(self.fuse(feats, batch)), self.block_logits(feats, batch)
 
 # %% ../../nbs/22_mla_methods.ipynb #c012
+@register("ogm_ge", "OGM-GE")
 class OGMGE(Joint):
     "Joint concat training with OGM-GE gradient modulation of the encoders."
     def __init__(self, encoders: nn.ModuleDict, n_classes: int, alpha: float = 0.3, start: int = 0, end: int = 50,
@@ -246,6 +307,7 @@ class OGMGE(Joint):
         return logs
 
 # %% ../../nbs/22_mla_methods.ipynb #c014
+@register("unimodal", "Unimodal")
 class Unimodal(MultimodalMethod):
     "One modality's encoder and head, trained and evaluated on the samples where the modality is present."
     def __init__(self, encoders: nn.ModuleDict, n_classes: int, modality: str):
@@ -276,6 +338,7 @@ class Unimodal(MultimodalMethod):
         out["acc"] = out[f"acc_{self.modality}"]          # select on the present samples' accuracy
         return out
 
+@register("ume", "UME (unimodal ensemble)")
 class UME(MultimodalMethod):
     "An ensemble of unimodal models, trained independently on the same batches, fused like MLA at test time."
     fuses_unimodal = True
@@ -313,43 +376,21 @@ class UME(MultimodalMethod):
         return entropy_fusion(list(o.values()), self.fusion, present, self.fusion_weights), o
 
 # %% ../../nbs/22_mla_methods.ipynb #c016
-METHODS = ("mla", "joint", "unimodal", "ogm_ge", "ume")
+def method_options(cfg, where: str = "method options"):
+    "The options dataclass of `cfg` (a mapping with `method`, default 'mla'); a key the method does not take is an error naming it."
+    if dataclasses.is_dataclass(cfg) and not isinstance(cfg, type): return cfg
+    if not isinstance(cfg, dict):
+        raise ConfigError(f"{where}: expected a mapping with `method` and its options, got {type(cfg).__name__}")
+    cfg = {"method": "mla", **cfg}
+    e = method_entry(cfg["method"])
+    return from_dict(e.options, cfg, where=f"{where}: method {e.name!r} takes {e.keys}")
 
-@dataclass
-class MethodConfig:
-    "Which method to train and its options."
-    method: str = "mla"              # mla | joint | unimodal | ogm_ge | ume
-    hgm: str = "owm"                 # MLA: owm (paper) | official | add | off (what the released code ran)
-    fusion: str = "sample"           # MLA and UME: sample (paper) | batch (official) | fixed
-    fusion_weights: list | None = None   # fixed fusion weights (None: official 0.55/0.45, 0.35/0.25/0.40)
-    schedule: str = "batch"          # MLA: batch (official) | step (paper)
-    order: str = "fixed"             # MLA: fixed | reversed | random
-    joint_head: str = "linear"       # joint: linear (official) | mlp
-    head_hidden: int = 128           # joint MLP head width
-    modality: str | None = None      # unimodal: which modality
-    ogm_alpha: float = 0.3
-    ogm_start: int = 0
-    ogm_end: int = 50
-    ogm_ge: bool = True
+def build_method(cfg, shapes: dict, n_classes: int, enc: EncoderConfig | dict | None = None) -> MultimodalMethod:
+    "The method of `cfg` (options or a mapping) with encoders for the per-sample `shapes` (`{modality: shape}`)."
+    opts = method_options(cfg)
+    kw = {f.name: getattr(opts, f.name) for f in dataclasses.fields(opts) if f.name != "method"}
+    return METHODS[opts.method].cls(build_encoders(shapes, enc), n_classes, **kw)
 
-    def __post_init__(self):
-        _check("method", self.method, METHODS); _check("hgm", self.hgm, HGM_VARIANTS)
-        _check("fusion", self.fusion, FUSION_MODES); _check("schedule", self.schedule, SCHEDULES)
-        _check("order", self.order, ORDERS); _check("joint_head", self.joint_head, JOINT_HEADS)
-        if self.method == "unimodal" and not self.modality:
-            raise ConfigError("method 'unimodal' needs modality=<one of the dataset's modalities>")
-
-def build_method(cfg: MethodConfig | dict, shapes: dict, n_classes: int,
-                 enc: EncoderConfig | dict | None = None) -> MultimodalMethod:
-    "The method of `cfg` with encoders for the per-sample `shapes` (`{modality: shape}`)."
-    cfg = MethodConfig(**cfg) if isinstance(cfg, dict) else cfg
-    encoders = build_encoders(shapes, enc)
-    if cfg.method == "mla":
-        return MLA(encoders, n_classes, cfg.hgm, cfg.fusion, cfg.fusion_weights, cfg.schedule, cfg.order)
-    if cfg.method == "joint": return Joint(encoders, n_classes, cfg.joint_head, cfg.head_hidden)
-    if cfg.method == "unimodal": return Unimodal(encoders, n_classes, cfg.modality)
-    if cfg.method == "ogm_ge": return OGMGE(encoders, n_classes, cfg.ogm_alpha, cfg.ogm_start, cfg.ogm_end, cfg.ogm_ge)
-    return UME(encoders, n_classes, cfg.fusion, cfg.fusion_weights)
 
 # %% ../../nbs/22_mla_methods.ipynb #c018
 def probe_accuracies(train_feats: dict, test_feats: dict, modalities: list, seed: int = 0) -> dict:

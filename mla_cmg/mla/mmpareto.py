@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..core import ConfigError
-from .methods import Joint, _present, _shard_ce, _shard_scales
+from .methods import Joint, _present, _shard_ce, _shard_scales, register
 
 # %% auto #0
 __all__ = ['min_norm_weight', 'pareto_weights', 'combine', 'MMPareto']
@@ -42,6 +42,7 @@ def combine(g_mm: list, g_u: list, k_mm: float, k_u: float, gamma: float = 1.5) 
     return out
 
 # %% ../../nbs/22b_mla_mmpareto.ipynb #c012
+@register("mmpareto", "MMPareto")
 class MMPareto(Joint):
     "Concat head + unimodal heads; each encoder's multimodal and unimodal gradients combined by MMPareto's rule."
     def __init__(self, encoders: nn.ModuleDict, n_classes: int, gamma: float = 1.5, pareto: bool = True):

@@ -14,7 +14,7 @@ from ..core import ConfigError, claim_run_dir, save_csv, save_json, save_npz, se
 from ..dist import barrier, is_main
 from ..encoders import EncoderConfig
 from ..engine import TrainConfig, fit, make_loader
-from .methods import MethodConfig, build_method, gap_metrics, probe_accuracies
+from .methods import METHODS, build_method, gap_metrics, method_entry, method_options, probe_accuracies
 
 # %% auto #0
 __all__ = ['SYNTHETIC', 'RUN_KEYS', 'MLA_TRAIN', 'load_mla_data', 'FastSplit', 'batch_collate', 'run_experiment', 'split_params',
@@ -71,19 +71,18 @@ def batch_collate(items):
 def _none_if_nan(v):
     return None if v is None or (isinstance(v, float) and not np.isfinite(v)) else v
 
-def run_experiment(data, method: MethodConfig | dict, enc: EncoderConfig | dict | None = None,
+def run_experiment(data, method, enc: EncoderConfig | dict | None = None,
                    train: TrainConfig | dict | None = None, out_dir=None, probe: bool = True, device="cpu",
-                   resume: bool = True, fresh: bool = False, timing_file=None, eval_split: str = "test") -> dict:
+                   resume: bool = True, fresh: bool = False, timing_file=None, eval_split: str = "test",
+                   label: str | None = None) -> dict:
     "Train one method on `data` with `fit`; return (and with `out_dir`, write) metrics, history and `eval_split` features."
     if eval_split not in ("val", "test"):
         raise ConfigError(
             f"eval_split must be 'val' (protocol sweeps: the test split is not read) or 'test', got {eval_split!r}"
         )
-    method = MethodConfig(**method) if isinstance(method, dict) else method
+    method = method_options(method)             # the method's options dataclass (a mapping is checked key by key)
     enc = EncoderConfig(**(enc or {})) if isinstance(enc, dict) or enc is None else enc
     train = TrainConfig(**train) if isinstance(train, dict) else (train or TrainConfig())
-    if method.method == "unimodal" and method.modality not in data.modalities:
-        raise ConfigError(f"modality must be one of {data.modalities} for dataset {data.name!r}, got {method.modality!r}")
     from mla_cmg.data.benchmarks import content_hash
     config = {
         "data": {"name": data.name, "sha256": content_hash(data)},
@@ -109,7 +108,9 @@ def run_experiment(data, method: MethodConfig | dict, enc: EncoderConfig | dict 
     model.to("cpu")
     f_te = model.features(loader("test"))
     trained = model.modalities                     # the modalities the method has encoders for
-    m = {"acc_multimodal": res.test["acc"], "f1_macro": res.test["f1_macro"]}
+    entry = METHODS[method.method]
+    m = {"method": entry.name, "label": label or entry.label, "fused": entry.fused,
+         "acc_multimodal": res.test["acc"], "f1_macro": res.test["f1_macro"]}
     m.update({f"acc_{x}": _none_if_nan(res.test.get(f"acc_{x}")) for x in data.modalities})
     if probe:
         f_tr = model.features(loader("train"))
@@ -157,15 +158,16 @@ RUN_KEYS = (
     "probe",
     "device",
     "eval_split",
+    "label",
 )
 MLA_TRAIN = dict(optimizer="sgd", lr=1e-3, momentum=0.9, weight_decay=1e-4, lr_step=70, lr_gamma=0.1, epochs=100,
                  batch_size=64, progress=False)     # the paper's optimisation (official main.py)
 
 def split_params(flat: dict, sources: dict | None = None, where: str = "MLA parameters") -> tuple:
-    "`(MethodConfig, EncoderConfig, TrainConfig, run-level dict)` from one flat mapping; unknown keys are errors naming them."
-    return split_config(
-        flat, (MethodConfig, EncoderConfig, TrainConfig), RUN_KEYS, {TrainConfig: MLA_TRAIN}, sources, where
-    )
+    "`(method options, EncoderConfig, TrainConfig, run-level dict)` from one flat mapping; unknown keys are errors naming them."
+    e = method_entry(flat.get("method", "mla"))     # the options of the chosen method only: another method's key is unknown
+    return split_config(flat, (e.options, EncoderConfig, TrainConfig), RUN_KEYS, {TrainConfig: MLA_TRAIN}, sources,
+                        f"{where} (method {e.name!r} takes {e.keys})")
 
 # %% ../../nbs/23_mla_run.ipynb #c015
 def reselect(history: list, key: str, mode: str = "max") -> tuple:
