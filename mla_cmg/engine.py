@@ -108,6 +108,8 @@ class Method(nn.Module):
         return None
 
     def on_epoch_start(self, epoch: int) -> None: pass
+    def on_epoch_end(self, epoch: int, row: dict) -> None:
+        "After the epoch's evaluation, before its checkpoint: `row` holds `epoch`, `lr`, `train_<log>` (epoch means of the step logs) and `val_<metric>`; never a test score."
     def extra_state(self) -> dict: return {}
     def load_extra_state(self, state: dict) -> None: pass
 
@@ -287,6 +289,7 @@ def fit(method: Method, train_ds: Dataset, val_ds: Dataset | None = None, test_d
         epoch_times.append(round(time.time() - t0, 3))      # kept apart: the history must not change between reruns
         history.append(row)
         if val_ds is not None: _check_select(cfg, set(val), type(method).__name__)   # before this epoch writes anything
+        method.on_epoch_end(epoch, {k: v for k, v in row.items() if not k.startswith("test_")})   # e.g. G-Blending's weights
         score = val.get(cfg.select_metric) if val_ds is not None else None
         if val_ds is None: best_epoch = epoch          # no validation split: the last epoch is the selected one
         elif _better(score, best_score, cfg.select_mode):
