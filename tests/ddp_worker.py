@@ -61,6 +61,9 @@ def cmg_case():
 CASES = {"joint": lambda: mla_case("joint"),
          "mla_owm": lambda: mla_case("mla", missing=0.25, hgm="owm"),
          "ogm_ge": lambda: mla_case("ogm_ge", alpha=0.5),
+         "mmpareto": lambda: mla_case("mmpareto", missing=0.25),
+         "agm": lambda: mla_case("agm", alpha=1.5, official_clip=True),
+         "inforeg": lambda: mla_case("inforeg", missing=0.25, window=2),
          "cmg_full": cmg_case}
 RESUME = ("mla_owm", "cmg_full")
 

@@ -58,7 +58,7 @@ def _same_run(r1, r2, name):
     return worst
 
 
-@pytest.mark.parametrize("case", ["joint", "mla_owm", "ogm_ge", "cmg_full"])
+@pytest.mark.parametrize("case", ["joint", "mla_owm", "ogm_ge", "mmpareto", "agm", "inforeg", "cmg_full"])
 def test_two_processes_equal_one(runs, case):
     one, two = runs["one"], runs["two"]
     assert one["world"] == 1 and two["world"] == 2
@@ -66,6 +66,13 @@ def test_two_processes_equal_one(runs, case):
     st = one[case]["state"]
     if case == "mla_owm":    # HGM moved P away from the identity, and the two runs' P agree (checked above)
         assert (st["hgm.P"] - torch.eye(st["hgm.P"].shape[0], dtype=st["hgm.P"].dtype)).abs().max() > 1e-3
+    steps = one[case]["steps"]
+    if case == "inforeg":    # the pull-back acted (its window was open) in the compared steps
+        assert any(r["beta"] > 0 for r in steps)
+    if case == "agm":        # the coefficients moved away from 1 (the modulation acted)
+        assert any(abs(r["coeff_a"] - 1) > 1e-3 for r in steps)
+    if case == "mmpareto":   # the combination acted: weights away from (1/2, 1/2) in some step, or conflicting gradients
+        assert any(abs(r["k_mm_a"] - 0.5) > 1e-6 or abs(r["k_mm_b"] - 0.5) > 1e-6 for r in steps if "k_mm_b" in r)
     if case == "cmg_full":   # the run exercised the parts that need synchronising
         assert int(st["vq.n_resets"]) > 0 and int(st["train_steps"]) == 6
 

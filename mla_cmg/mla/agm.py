@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..core import ConfigError
+from ..dist import global_mean
 from .methods import Joint, _present, register
 
 # %% auto #0
@@ -72,12 +73,12 @@ class AGM(Joint):
         return shapley_responses(f, self.modalities)
 
     def training_step(self, batch, ctx):
-        if ctx.distributed:
-            raise ConfigError("agm: data-parallel training (torchrun) is not supported yet; use world_size: 1")
         y = batch["y"]
         r = self.responses(batch)
         with torch.no_grad():
-            s = {m: float(-torch.log(F.softmax(r[m], 1).gather(1, y[:, None]).clamp_min(1e-8)).mean()) for m in self.modalities}
+            # each modality's mean loss over the (under torchrun: global) batch
+            s = {m: float(global_mean(-torch.log(F.softmax(r[m], 1).gather(1, y[:, None]).clamp_min(1e-8))))
+                 for m in self.modalities}
         if self.start <= ctx.epoch <= self.end: k = agm_coefficients(s, self.running, self.alpha)
         else: k = self.last_k if self.hold_outside else {m: 1.0 for m in self.modalities}
         self.n_steps += 1
@@ -86,6 +87,7 @@ class AGM(Joint):
         out = sum(ScaleGrad.apply(r[m], k[m]) for m in self.modalities)
         loss = F.cross_entropy(out, y)
         loss.backward()
+        if self.official_clip and ctx.distributed: ctx.sync_grads()    # the clip reads the global batch's gradient
         if self.official_clip and self.head.weight.grad is not None and self.head.weight.grad.abs().max() > 1:
             nn.utils.clip_grad_norm_(self.parameters(), 1.0)
         ctx.step()

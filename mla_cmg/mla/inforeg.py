@@ -11,7 +11,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..core import ConfigError
-from .methods import Joint, _present, register
+from .methods import Joint, _present, _present_ce, _shard_scales, register
+from ..dist import all_reduce_sum
 
 # %% auto #0
 __all__ = ['window_k', 'pullback_beta', 'InfoReg']
@@ -55,19 +56,20 @@ class InfoReg(Joint):
         self._start = {m: [p.detach().clone() for p in self.encoders[m].parameters()] for m in self.modalities}
 
     def training_step(self, batch, ctx):
-        if ctx.distributed:
-            raise ConfigError("inforeg: data-parallel training (torchrun) is not supported yet; use world_size: 1")
         if self._start is None: self.on_epoch_start(ctx.epoch)
         y, feats = batch["y"], self.encode(batch)
         out, block = self.head(self.fuse(feats, batch)), self.block_logits(feats, batch)
         loss = F.cross_entropy(out, y)
         sel = {m: _present(batch, m) for m in self.modalities}
         if self.unimodal_losses:
-            for m in self.modalities:
-                if sel[m].any(): loss = loss + F.cross_entropy(block[m][sel[m]], y[sel[m]])
+            scale = _shard_scales(sel)                   # a modality absent from the (global) batch adds no term
+            for m in scale: loss = loss + _present_ce(block[m][sel[m]], y[sel[m]], scale[m])
         loss.backward()
+        if ctx.distributed: ctx.sync_grads()   # torchrun: the pull-back and the traces use the global batch's gradient
         with torch.no_grad():
-            s = {m: float((F.softmax(block[m], 1).gather(1, y[:, None]).squeeze(1) * sel[m]).sum()) for m in self.modalities}
+            sums = all_reduce_sum(torch.stack([(F.softmax(block[m], 1).gather(1, y[:, None]).squeeze(1) * sel[m]).sum()
+                                               for m in self.modalities]))     # torchrun: the global batch's
+            s = {m: float(v) for m, v in zip(self.modalities, sums)}
             strong, beta = pullback_beta(s, self.c)
             on = self.k[strong] > self.threshold
             if on:

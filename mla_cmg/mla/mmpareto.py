@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..core import ConfigError
+from ..dist import all_reduce_sum, world
 from .methods import Joint, _present, _present_ce, _shard_scales, register
 
 # %% auto #0
@@ -42,6 +43,11 @@ def combine(g_mm: list, g_u: list, k_mm: float, k_u: float, gamma: float = 1.5) 
     return out
 
 # %% ../../nbs/22b_mla_mmpareto.ipynb #c012
+def _rank_mean(gs: list) -> list:
+    "The ranks' mean of a list of gradients: under torchrun the global batch's gradient (the tensors' values in one process)."
+    flat = all_reduce_sum(torch.cat([g.reshape(-1) for g in gs])) / world()
+    return [f.view_as(g) for f, g in zip(flat.split([g.numel() for g in gs]), gs)]
+
 @register("mmpareto", "MMPareto")
 class MMPareto(Joint):
     "Concat head + unimodal heads; each encoder's multimodal and unimodal gradients combined by MMPareto's rule."
@@ -60,8 +66,6 @@ class MMPareto(Joint):
         return F.cross_entropy(self.head(self.fuse(feats, batch)), y), uni
 
     def training_step(self, batch, ctx):
-        if ctx.distributed:
-            raise ConfigError("mmpareto: data-parallel training (torchrun) is not supported yet; use world_size: 1")
         feats = self.encode(batch)
         l_mm, l_u = self.losses(feats, batch)
         enc = {m: [p for p in self.encoders[m].parameters() if p.requires_grad] for m in self.modalities}
@@ -78,6 +82,7 @@ class MMPareto(Joint):
             ]
             for m in l_u
         }
+        g_mm, g_u = {m: _rank_mean(g) for m, g in g_mm.items()}, {m: _rank_mean(g) for m, g in g_u.items()}
         total = l_mm + sum(l_u.values())
         total.backward()                                  # the heads' gradient (the encoders' is replaced below)
         logs = {"loss": total.item(), "loss_mm": l_mm.item(), **{f"loss_{m}": l.item() for m, l in l_u.items()}}
