@@ -498,6 +498,9 @@ MLA_ABLATION = {"w/o HGM, w/o DF": ("mla_nohgm", "acc_fuse_fixed"), "HGM only": 
 MLA_CLAIMS = [
     ("MLA beats joint training", "Table 1", ("mla", "acc_multimodal"), ("joint", "acc_multimodal")),
     ("MLA beats OGM-GE", "Table 1", ("mla", "acc_multimodal"), ("ogm_ge", "acc_multimodal")),
+    ("MLA beats AGM", "Table 1", ("mla", "acc_multimodal"), ("agm", "acc_multimodal")),
+    # the claims of the methods published after MLA, where they compare with it (../shared/specs/baselines.md)
+    ("ReconBoost beats MLA", "G2D's table", ("reconboost", "acc_multimodal"), ("mla", "acc_multimodal")),
     (
         "MLA removes the weak modality's laziness (its block of the head, MLA vs joint training)",
         "Fig. 1, Table 1",
