@@ -66,8 +66,10 @@ fetch-data: setup
 test-nbs: setup fetch-data
 	$(BIN)/nbdev_test --n_workers 2 $(NBDEV_SKIP)
 
+# Two pytest workers (pytest-xdist), each test file in one worker (`--dist loadfile`: a file's fixtures and built
+# artifacts stay in one process); the torchrun tests pick free ports (`--standalone`).
 test-py: setup fetch-data browser docs
-	$(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile tests
 
 # The runner cases that start kernels or torchrun (pytest marker `slow`, pytest.ini leaves them out of `make test`):
 # tests/test_hostile.py's slow rows and the kill tests of pipeline mode with 3 seeds and world_size 2. CI runs them.

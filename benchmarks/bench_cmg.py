@@ -61,8 +61,13 @@ def quantizer_steps(reps: int, M=400, D=256, B=80, T=10) -> dict:
     return {k: statistics.median(v) for k, v in rounds.items()}
 
 
+# the rows timed below, as switch settings (params.yaml cmg.variants)
+ROWS = {"full": {}, "no_club": {"club": False},
+        "vq": dict(club=False, cpc=False, mmema=False, cross_commit=False, reset=False, cmcm=False)}
+
+
 def pipeline_config(variant: str, **kw):
-    return cmg_config(variant, dim=64, spec_dim=64, n_codes=128, enc_ff=128, club_hidden=64, cpc_anchors="all",
+    return cmg_config(**ROWS[variant], dim=64, spec_dim=64, n_codes=128, enc_ff=128, club_hidden=64, cpc_anchors="all",
                       enc_dropout=0.0, mm_ema="paired", reset_after=50, **kw)
 
 
@@ -93,7 +98,7 @@ def main():
           f"{timeit(lambda: m.train_club(dict(zip(m.mods, g['q'])), dict(zip(m.mods, g['s']))), a.reps):.2f} ms")
     print("\n3. Uni-Code pretraining steps/s (B=80)")
     for size, dims, T, make in [("paper size: D=256, M=400, D_s=256, FFN 1024; inputs 128-d / 512-d, T=10",
-                                 {"audio": 128, "video": 512}, 10, lambda v: cmg_config(v)),
+                                 {"audio": 128, "video": 512}, 10, lambda v: cmg_config(**ROWS[v])),
                                 ("pipeline size: D=64, M=128, D_s=64, FFN 128; inputs 13-d / 8-d, T=8",
                                  {"audio": 13, "visual": 8}, 8, pipeline_config)]:
         print(f"   {size}")

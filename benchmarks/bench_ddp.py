@@ -51,7 +51,7 @@ def _build(which, frames):
         return model, shapes, 6, TrainConfig(epochs=1, batch_size=64, optimizer="sgd", lr=1e-3, progress=False), False
     from mla_cmg.cmg.model import UniCode, cmg_config
     shapes = {"audio": (10, 128), "video": (10, 7 * 7 * 512)}
-    model = UniCode({m: s[1] for m, s in shapes.items()}, cmg_config("full", dim=256, n_codes=400, spec_dim=256))
+    model = UniCode({m: s[1] for m, s in shapes.items()}, cmg_config(dim=256, n_codes=400, spec_dim=256))
     return model, shapes, 1, TrainConfig(epochs=1, batch_size=80, lr=4e-4, grad_clip=0.5, progress=False,
                                          select_metric="train_steps"), True
 

@@ -10,9 +10,9 @@ import torch
 import torch.distributed as dist
 
 # %% auto #0
-__all__ = ['is_dist', 'rank', 'world', 'is_main', 'sharded', 'is_sharded', 'solo', 'barrier', 'all_reduce_sum', 'all_reduce_mean',
-           'gather_cat', 'shard_offset', 'broadcast_', 'global_mean', 'global_mean_scale', 'all_reduce_grads',
-           'mean_logs', 'broadcast_state_', 'shard_batches', 'n_batches', 'init_from_env', 'shutdown']
+__all__ = ['is_dist', 'rank', 'world', 'is_main', 'sharded', 'is_sharded', 'solo', 'barrier', 'all_reduce_sum', 'gather_cat',
+           'shard_offset', 'broadcast_', 'global_mean', 'all_reduce_grads', 'mean_logs', 'broadcast_state_',
+           'shard_batches', 'n_batches', 'init_from_env', 'shutdown']
 
 # %% ../nbs/01b_dist.ipynb #c003
 def is_dist() -> bool:
@@ -67,10 +67,6 @@ def all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
     dist.all_reduce(out)
     return out
 
-def all_reduce_mean(t: torch.Tensor) -> torch.Tensor:
-    "Mean of `t` over the ranks inside `sharded()`; `t` itself otherwise."
-    return all_reduce_sum(t) / world() if _SHARDED else t
-
 class _GatherCat(torch.autograd.Function):
     "All-gather along `dim` whose backward sums every rank's gradient on the gathered tensor and keeps this rank's slice."
     @staticmethod
@@ -106,12 +102,6 @@ def global_mean(x: torch.Tensor) -> torch.Tensor:
     s = all_reduce_sum(torch.cat([x.sum(0).reshape(-1), x.new_tensor([x.shape[0]])]))
     return (s[:-1] / s[-1]).view(x.shape[1:])
 
-def global_mean_scale(n_local) -> float:
-    "`N·n_local/n_global`: scales a per-rank mean over `n_local` samples so that the ranks' average is the global mean (1.0 in one process; 0.0 when no rank has a sample)."
-    if not _SHARDED: return 1.0
-    n = torch.as_tensor(float(n_local), dtype=torch.float64)
-    tot = float(all_reduce_sum(n))
-    return world() * float(n_local) / tot if tot > 0 else 0.0
 
 # %% ../nbs/01b_dist.ipynb #c005
 def all_reduce_grads(params) -> None:

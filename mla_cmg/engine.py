@@ -19,8 +19,8 @@ from .core import (ConfigError, get_device, load_checkpoint, rng_state, save_che
 from . import dist as D
 
 # %% auto #0
-__all__ = ['TrainConfig', 'StepContext', 'Method', 'to_device', 'make_loader', 'make_optimizer', 'FitResult', 'TrainingDiverged',
-           'fit']
+__all__ = ['TrainConfig', 'StepContext', 'EpochSplits', 'Method', 'to_device', 'make_loader', 'make_optimizer', 'FitResult',
+           'TrainingDiverged', 'fit']
 
 # %% ../nbs/02_engine.ipynb #c004
 @dataclass
@@ -86,6 +86,25 @@ class StepContext:
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
 
+@dataclass
+class EpochSplits:
+    "The train and validation splits as `on_epoch_end` may read them (never the test split), with the run's settings."
+    cfg: "TrainConfig"
+    device: Any
+    train_ds: Any
+    val_ds: Any
+    collate_fn: Callable | None = None
+
+    def train_loader(self, seed: int):
+        "Shuffled training batches of `cfg.batch_size` on the run's device, in the order `seed` fixes."
+        return _DeviceLoader(make_loader(self.train_ds, self.cfg.batch_size, shuffle=True, collate_fn=self.collate_fn,
+                                         seed=seed), self.device)
+
+    def val_loader(self):
+        "Validation batches of `cfg.eval_batch_size` on the run's device (None without a validation split)."
+        if self.val_ds is None: return None
+        return _DeviceLoader(make_loader(self.val_ds, self.cfg.eval_batch_size, collate_fn=self.collate_fn), self.device)
+
 class Method(nn.Module):
     "Base class of everything `fit` trains. Subclasses implement `training_step` and `evaluate`."
     aux_modules: tuple = ()   # sub-modules with their own optimizers, left out of the main optimizer (None = absent)
@@ -108,8 +127,8 @@ class Method(nn.Module):
         return None
 
     def on_epoch_start(self, epoch: int) -> None: pass
-    def on_epoch_end(self, epoch: int, row: dict) -> None:
-        "After the epoch's evaluation, before its checkpoint: `row` holds `epoch`, `lr`, `train_<log>` (epoch means of the step logs) and `val_<metric>`; never a test score."
+    def on_epoch_end(self, epoch: int, row: dict, splits: "EpochSplits") -> None:
+        "After the epoch's evaluation, before its checkpoint: `row` holds `epoch`, `lr`, `train_<log>` (epoch means of the step logs) and `val_<metric>`, never a test score; `splits` gives loaders of the train and validation splits (e.g. for G-Blending's proxy runs)."
     def extra_state(self) -> dict: return {}
     def load_extra_state(self, state: dict) -> None: pass
 
@@ -258,6 +277,7 @@ def fit(method: Method, train_ds: Dataset, val_ds: Dataset | None = None, test_d
         seed_everything(cfg.seed)
     if ws > 1: D.broadcast_state_(method)                # every rank starts from rank 0's model (identical when seeded alike)
     global_step = start * max(1, math.ceil(len(train_ds) / cfg.batch_size) if ws == 1 else D.n_batches(len(train_ds), cfg.batch_size, ws))
+    splits = EpochSplits(cfg, device, train_ds, val_ds, collate_fn)
     method.train()
     bar = tqdm(range(start, cfg.epochs), initial=start, total=cfg.epochs, disable=not (cfg.progress and main),
                file=sys.stderr, mininterval=1.0, desc=type(method).__name__)
@@ -289,7 +309,7 @@ def fit(method: Method, train_ds: Dataset, val_ds: Dataset | None = None, test_d
         epoch_times.append(round(time.time() - t0, 3))      # kept apart: the history must not change between reruns
         history.append(row)
         if val_ds is not None: _check_select(cfg, set(val), type(method).__name__)   # before this epoch writes anything
-        method.on_epoch_end(epoch, {k: v for k, v in row.items() if not k.startswith("test_")})   # e.g. G-Blending's weights
+        method.on_epoch_end(epoch, {k: v for k, v in row.items() if not k.startswith("test_")}, splits)   # e.g. G-Blending's weights
         score = val.get(cfg.select_metric) if val_ds is not None else None
         if val_ds is None: best_epoch = epoch          # no validation split: the last epoch is the selected one
         elif _better(score, best_score, cfg.select_mode):

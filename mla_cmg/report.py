@@ -17,9 +17,9 @@ from .runner import _flat_numbers
 # %% auto #0
 __all__ = ['MLA_COLUMNS', 'CMG_COLUMNS', 'CMG_LOCRET_COLUMNS', 'CMG_MECH_COLUMNS', 'SPLIT_STD', 'CMG_LABELS', 'ALPHA', 'POWER',
            'CMG_CLAIMS', 'CMG_MECHANISMS', 'MLA_FUSION', 'MLA_ABLATION', 'MLA_CLAIMS', 'MLA_MISSING_CLAIMS',
-           'SUMMARY_FIGURES', 'Col', 'expand', 'collect', 'cell', 'mark_collapsed', 'results_table', 'write_table',
-           'datasheet', 'test_counts', 'reference_rows', 'split_interval', 'cmg_columns', 'retrieval_ks', 'Comparison',
-           'test_block', 'claims_md', 'cmg_claims', 'Runs', 'read_csv_rows', 'mla_names', 'weak_modality', 'mla_claims',
+           'SUMMARY_FIGURES', 'Col', 'expand', 'cell', 'mark_collapsed', 'results_table', 'write_table', 'datasheet',
+           'test_counts', 'reference_rows', 'split_interval', 'cmg_columns', 'retrieval_ks', 'Comparison', 'test_block',
+           'claims_md', 'cmg_claims', 'Runs', 'read_csv_rows', 'mla_names', 'weak_modality', 'mla_claims',
            'fusion_claims', 'annotated_table', 'gap_figure', 'mla_report', 'cmg_benchmarks', 'cmg_report', 'drift',
            'drift_md', 'findings_md', 'verdicts_md', 'pipeline_runs', 'headline', 'write_metrics', 'write_report',
            'figure_captions']
@@ -77,14 +77,6 @@ CMG_MECH_COLUMNS = [Col("nuisance in codes {m} (R², %)", "nuis_r2_{m}"),
 
 # %% ../nbs/41_report.ipynb #c003
 SPLIT_STD = 0.05          # a row's seeds "split" when its std exceeds 5 points
-
-def collect(root="runs", experiment: str | None = None) -> dict:
-    "`{(experiment, benchmark, name): summary}` for every `runs/<experiment>/<benchmark>/<name>.json`."
-    out = {}
-    for f in sorted(Path(root).glob("*/*/*.json")):
-        exp, bench, var = f.parts[-3], f.parts[-2], f.stem
-        if experiment is None or exp == experiment: out[(exp, bench, var)] = load_json(f)
-    return out
 
 def _metric(summary: dict | None, key: str) -> dict | None:
     return None if summary is None else summary.get("metrics", summary).get(key)

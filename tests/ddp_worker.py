@@ -48,7 +48,7 @@ def cmg_case():
     g = torch.Generator().manual_seed(4)
     a = torch.randn(48, 5, 6, generator=g, dtype=torch.float64)
     b = a[..., :4] + 0.3 * torch.randn(48, 5, 4, generator=g, dtype=torch.float64)
-    model = UniCode({"a": 6, "b": 4}, cmg_config("full", dim=8, n_codes=12, spec_dim=4, enc_layers=1, enc_heads=2,
+    model = UniCode({"a": 6, "b": 4}, cmg_config(dim=8, n_codes=12, spec_dim=4, enc_layers=1, enc_heads=2,
                                                  enc_ff=16, enc_dropout=0.0, club_hidden=8, mi_iters=2, reset_after=2,
                                                  club_start=0, club_warmup=2))
     ds = PairedSeqDataset({"a": a, "b": b})

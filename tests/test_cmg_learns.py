@@ -29,7 +29,7 @@ def _pairing(seed=0):
 def test_default_full_model_codes_carry_the_class(seed):
     set_threads(1)
     data = _pairing()
-    model, train, down, _ = split_params({"variant": "full", **SMALL, "epochs": 30, "batch_size": 32, "lr": 3e-3,
+    model, train, down, _ = split_params({**SMALL, "epochs": 30, "batch_size": 32, "lr": 3e-3,
                                           "seed": seed, "head_epochs": 20})
     assert model.club and model.cpc and model.mmema and model.reset and model.cmcm and model.mm_ema == "cross_attention"
     n_steps = 30 * int(np.ceil((data.split == "train").sum() / 32))

@@ -24,13 +24,13 @@ def test_train_cmg_notebook(tmp_path):
     data = tmp_path / "tiny.npz"
     save_dataset(data, make_synthetic(n=160, T=6, dims=(5, 4), n_classes=4, event_len=(2, 4), seed=0))
     out = tmp_path / "run"
-    params = dict(dataset=str(data), variant="full", mm_ema="cross_attention", n_codes=16, seed=1, epochs=1,
+    params = dict(dataset=str(data), mm_ema="cross_attention", n_codes=16, seed=1, epochs=1,
                   out_dir=str(out), dim=16, spec_dim=8, batch_size=32, reset_after=5, head_epochs=1, enc_ff=32,
                   club_hidden=8, mi_iters=1, club_start=1, club_warmup=2)
     _papermill(NBS / "train_cmg.ipynb", tmp_path / "run.ipynb", params, ROOT)
     m = json.loads((out / "metrics.json").read_text())
     cfg = m["config"]["model"]
-    assert cfg["variant"] == "full" and cfg["mm_ema"] == "cross_attention" and cfg["n_codes"] == 16
+    assert cfg["club"] is True and cfg["mm_ema"] == "cross_attention" and cfg["n_codes"] == 16
     for part in ("val", "test"):
         for k in ("loss", "recon", "commit", "club", "cpc", "cmcm", "perplexity_a", "perplexity_b", "used_all",
                   "used_partial", "used_none", "agreement"):
@@ -46,7 +46,7 @@ def test_train_cmg_notebook(tmp_path):
     from mla_cmg.core import seed_everything
     torch.set_num_threads(1); seed_everything(1)
     model = load_pretrained(out / "model.pt")
-    assert model.cfg.variant == "full" and model.cfg.n_codes == 16
+    assert model.cfg.club and model.cfg.n_codes == 16
     again = downstream_eval(model, prepare_data(str(data)), DownstreamConfig(head_epochs=1), seed=1)
     for k in ("test_perplexity_a", "test_used_all", "recall@5_a_to_b", "xmod_acc_a_to_b", "inmod_acc_b"):
         assert again[k] == m[k], (k, again[k], m[k])
@@ -55,5 +55,5 @@ def test_train_cmg_notebook(tmp_path):
                    ROOT, ok=False)
     assert "'lrr'" in r.stderr and "'lr'" in r.stderr and not (tmp_path / "bad" / "train").exists()
     # the same folder with another configuration is refused, never resumed into the old model
-    r = _papermill(NBS / "train_cmg.ipynb", tmp_path / "other.ipynb", {**params, "variant": "no_club"}, ROOT, ok=False)
-    assert "another configuration" in r.stderr and "no_club" in r.stderr
+    r = _papermill(NBS / "train_cmg.ipynb", tmp_path / "other.ipynb", {**params, "club": False}, ROOT, ok=False)
+    assert "another configuration" in r.stderr and "club" in r.stderr

@@ -14,11 +14,11 @@ def _data():
     return PairedSeqDataset({"a": a, "b": a[..., :3] + 0.1 * torch.randn(40, 6, 3, generator=g)})
 
 
-def _run(run_dir, variant="full", stop_after=None, **kw):
+def _run(run_dir, stop_after=None, **kw):
     set_threads(1)
     ds = _data()
     seed_everything(0)
-    model = UniCode({"a": 5, "b": 3}, cmg_config(variant, **SMALL, **kw))
+    model = UniCode({"a": 5, "b": 3}, cmg_config(**{**SMALL, **kw}))
     cfg = TrainConfig(epochs=4, batch_size=16, lr=3e-3, grad_clip=0.5, select_metric="train_steps", select_mode="max",
                       seed=0, progress=False)
     res = fit(model, ds, ds, cfg=cfg, run_dir=run_dir, stop_after=stop_after, device="cpu")
@@ -47,4 +47,4 @@ def test_resume_rejects_other_club_setup(tmp_path):
     import pytest
     _run(tmp_path / "c", stop_after=1)
     with pytest.raises((RuntimeError, ValueError), match="club"):      # never a silent resume into another model
-        _run(tmp_path / "c", variant="no_club")
+        _run(tmp_path / "c", club=False)

@@ -38,7 +38,8 @@ def _strip(h):
 
 
 @pytest.mark.parametrize("spec", [dict(hgm="owm", order="random"), dict(hgm="official", fusion="batch"),
-                                  dict(method="ogm_ge", end=3), dict(method="ume")])
+                                  dict(method="ogm_ge", end=3), dict(method="ume"), dict(method="mmpareto"),
+                                  dict(method="agm", end=3), dict(method="inforeg", window=2)])
 def test_killed_and_resumed_run_matches_uninterrupted(tmp_path, spec):
     tr, va, te = Toy(160, 0), Toy(80, 1), Toy(80, 2)
     cfg = TrainConfig(epochs=5, batch_size=32, optimizer="sgd", lr=0.05, weight_decay=1e-4, lr_step=2,

@@ -81,10 +81,10 @@ class TemporalCLUB(nn.Module):
         single = x.dim() == 3
         x, y = self._grouped(x, y)
         mu, lv = self.gaussian(x)                                                    # g b t dy
-        ya = gather_cat(y, 1) if is_sharded() else y                                 # data-parallel: the global batch
+        ya = gather_cat(y, 1)                                                        # under torchrun: the global batch
         if neg == "sampled":                                                         # one shuffled partner per sample
             perm = torch.rand(ya.shape[:2], device=y.device).argsort(1)             # g b
-            if is_sharded(): perm = perm[:, shard_offset(y.shape[1]):][:, :y.shape[1]]   # this rank's rows' partners
+            perm = perm[:, shard_offset(y.shape[1]):][:, :y.shape[1]]               # this rank's rows' partners
             y_neg = torch.gather(ya, 1, perm[:, :, None, None].expand_as(y))
         if self.time_pool == "official":
             var = lv.mean(2).exp()                                                   # g b dy

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from .vq import code_distances
-from ..dist import gather_cat, is_sharded, shard_offset
+from ..dist import gather_cat, shard_offset
 
 # %% auto #0
 __all__ = ['CMCM_FORMS', 'SoftCodes', 'code_distribution', 'mean_code_distribution', 'cmcm_similarity', 'cmcm_pair_loss',
@@ -57,11 +57,10 @@ def cmcm_similarity(Pa: torch.Tensor, Pb: torch.Tensor, form: str = "paper", eps
 
 def cmcm_pair_loss(Pa: torch.Tensor, Pb: torch.Tensor, form: str = "paper") -> torch.Tensor:
     "Row-wise InfoNCE over S: the paired sample j = i must be the most similar."
-    if is_sharded():    # data-parallel: this rank's rows of the global batch's S (both sides gathered, differentiably)
-        b, off = Pa.shape[0], shard_offset(Pa.shape[0])
-        S = cmcm_similarity(gather_cat(Pa), gather_cat(Pb), form)[off:off + b]
-        return -torch.log_softmax(S, dim=1).diagonal(off).mean()
-    return -torch.log_softmax(cmcm_similarity(Pa, Pb, form), dim=1).diagonal().mean()
+    # under torchrun: this rank's rows of the global batch's S, both sides gathered differentiably (one process: all of S)
+    b, off = Pa.shape[0], shard_offset(Pa.shape[0])
+    S = cmcm_similarity(gather_cat(Pa), gather_cat(Pb), form)[off:off + b]
+    return -torch.log_softmax(S, dim=1).diagonal(off).mean()
 
 def cmcm_loss(z: dict[str, torch.Tensor], codebook: torch.Tensor, form: str = "paper",
               d2: dict[str, torch.Tensor] | None = None) -> torch.Tensor:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..dist import gather_cat, is_sharded, shard_offset
+from ..dist import gather_cat, shard_offset
 
 # %% auto #0
 __all__ = ['CPC_ANCHORS', 'info_nce', 'info_nce_acc', 'CrossCPC']
@@ -64,9 +64,8 @@ class CrossCPC(nn.Module):
             for k in range(K):
                 preds = self.pred[m][k](ctx[m]).transpose(0, 1)                       # a b d
                 tgts = z[n].index_select(1, ts + k + 1).transpose(0, 1)               # a b d
-                off = 0
-                if is_sharded():      # data-parallel: this rank's targets against the global batch's predictions
-                    off, preds = shard_offset(preds.shape[1]), gather_cat(preds, 1)
+                # under torchrun: this rank's targets against the global batch's predictions (one process: off = 0)
+                off, preds = shard_offset(preds.shape[1]), gather_cat(preds, 1)
                 loss = loss + w * info_nce(tgts, preds, off) / K
                 acc = acc + info_nce_acc(tgts.detach(), preds.detach(), off) / K
             n_pairs += 1

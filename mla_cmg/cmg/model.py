@@ -23,29 +23,15 @@ from .vq import (COMMIT_SCALES, EMA_ORDERS, MM_EMA_MODES, RESET_RULES, RESET_STA
                  code_counts, codebook_health, perplexity)
 
 # %% auto #0
-__all__ = ['SWITCHES', 'VARIANTS', 'CKPT_FORMAT', 'CMGConfig', 'cmg_config', 'SemanticEncoder', 'SpecificEncoder', 'Decoder',
-           'frozen', 'UniCode', 'save_pretrained', 'load_pretrained', 'PairedSeqDataset']
+__all__ = ['SWITCHES', 'CKPT_FORMAT', 'CMGConfig', 'cmg_config', 'SemanticEncoder', 'SpecificEncoder', 'Decoder', 'frozen',
+           'UniCode', 'save_pretrained', 'load_pretrained', 'PairedSeqDataset']
 
 # %% ../../nbs/34_cmg_model.ipynb #c005
 SWITCHES = ("club", "cpc", "mmema", "cross_commit", "reset", "cmcm", "specific")
-_ALL_ON = dict.fromkeys(SWITCHES, True)
-_PLAIN = dict(club=False, cpc=False, mmema=False, cross_commit=False, reset=False, cmcm=False, specific=True)
-VARIANTS = {
-    "full": {},
-    "no_club": dict(club=False),
-    "no_cpc": dict(cpc=False),
-    "no_mmema": dict(mmema=False, cross_commit=False),
-    "no_reset": dict(reset=False),
-    "no_cmcm": dict(cmcm=False),
-    "vq": _PLAIN,
-    "vq_nospec": {**_PLAIN, "specific": False},
-    "cmcm": {**_PLAIN, "cmcm": True},
-}
 
 @dataclass
 class CMGConfig:
     "Sizes, loss options, weights and switches of Uni-Code; defaults are the paper's."
-    variant: str = "full"
     dim: int = 256                  # D: semantic / codebook dimension
     n_codes: int = 400              # M
     spec_dim: int = 256             # D_s: width of the specific branch
@@ -84,18 +70,16 @@ class CMGConfig:
     club_warmup: int = 300          # ... then its weight rises linearly to w_club over this many steps (0 0 = paper)
     w_cpc: float = 1.0
     w_cmcm: float = 1.0
-    # switches; None = the variant's value
-    club: bool | None = None
-    cpc: bool | None = None
-    mmema: bool | None = None
-    cross_commit: bool | None = None
-    reset: bool | None = None
-    cmcm: bool | None = None
-    specific: bool | None = None
+    # switches (all on: the full model); the paper's ablation rows and the baselines turn some off (params.yaml)
+    club: bool = True
+    cpc: bool = True
+    mmema: bool = True
+    cross_commit: bool = True
+    reset: bool = True
+    cmcm: bool = True
+    specific: bool = True
 
     def __post_init__(self):
-        if self.variant not in VARIANTS:
-            raise ConfigError(f"CMGConfig.variant must be one of {list(VARIANTS)}, got {self.variant!r}")
         for name, opts in [("mm_ema", MM_EMA_MODES), ("ema_order", EMA_ORDERS), ("reset_rule", RESET_RULES),
                            ("reset_stats", RESET_STATS), ("commit_scale", COMMIT_SCALES), ("cmcm_form", CMCM_FORMS),
                            ("club_negatives", CLUB_NEGATIVES), ("club_time_pool", CLUB_TIME_POOLS),
@@ -108,8 +92,6 @@ class CMGConfig:
             if getattr(self, name) < 0: raise ConfigError(f"CMGConfig.{name} must be >= 0, got {getattr(self, name)}")
         if self.dim % self.enc_heads:
             raise ConfigError(f"CMGConfig.dim ({self.dim}) must be divisible by enc_heads ({self.enc_heads})")
-        for k, v in {**_ALL_ON, **VARIANTS[self.variant]}.items():
-            if getattr(self, k) is None: setattr(self, k, v)
         if self.club and not self.specific:
             raise ConfigError("CMGConfig: club=True needs specific=True (CLUB separates the codes from the specific "
                               "features); set club=False or specific=True")
@@ -124,9 +106,9 @@ class CMGConfig:
         if not self.club or step < self.club_start: return 0.0
         return self.w_club * min(1.0, (step - self.club_start + 1) / max(1, self.club_warmup))
 
-def cmg_config(variant: str = "full", **overrides) -> CMGConfig:
-    "A `CMGConfig` for `variant`, with unknown or mistyped keys rejected (ConfigError naming the key)."
-    return from_dict(CMGConfig, {"variant": variant, **overrides}, where="cmg config")
+def cmg_config(**overrides) -> CMGConfig:
+    "A `CMGConfig` with `overrides` (the paper's values elsewhere); unknown or mistyped keys rejected (ConfigError naming the key)."
+    return from_dict(CMGConfig, overrides, where="cmg config")
 
 # %% ../../nbs/34_cmg_model.ipynb #c008
 class SemanticEncoder(nn.Module):

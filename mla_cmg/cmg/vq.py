@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
-from ..dist import all_reduce_sum, broadcast_, is_sharded
+from ..dist import all_reduce_sum, broadcast_
 
 # %% auto #0
 __all__ = ['MM_EMA_MODES', 'RESET_RULES', 'COMMIT_SCALES', 'EMA_ORDERS', 'RESET_STATS', 'code_distances', 'nearest_code',
@@ -174,9 +174,9 @@ class SharedCodebookEMA(nn.Module):
         M, g = self.n_codes, self.decay
         counts = {m: code_counts(idx[m], M) for m in z}
         sums = {m: code_sums(idx[m], targets[m], M) for m in z}
-        if is_sharded():     # data-parallel: the global batch's counts and sums, so every rank makes the same update
-            c, s = all_reduce_sum(torch.stack(list(counts.values()))), all_reduce_sum(torch.stack(list(sums.values())))
-            counts, sums = dict(zip(z, c)), dict(zip(z, s))
+        # under torchrun the global batch's counts and sums, so every rank makes the same update (identity in one process)
+        c, s = all_reduce_sum(torch.stack(list(counts.values()))), all_reduce_sum(torch.stack(list(sums.values())))
+        counts, sums = dict(zip(z, c)), dict(zip(z, s))
         groups = [list(z)] if self.ema_order == "joint" else [[m] for m in z]
         for grp in groups:
             N = g * self.ema_count + (1 - g) * sum(counts[m] for m in grp)
@@ -188,9 +188,7 @@ class SharedCodebookEMA(nn.Module):
     @torch.no_grad()
     def reset_dead(self, idx: dict[str, torch.Tensor]) -> torch.Tensor:
         "Re-initialise codes idle for more than `reset_after` steps (rule 'any' or 'both') from recently active ones; returns the reset mask."
-        if is_sharded():     # data-parallel: usage in the global batch
-            used = all_reduce_sum(torch.stack([code_counts(i, self.n_codes) for i in idx.values()])) > 0
-        else: used = torch.stack([code_counts(i, self.n_codes) > 0 for i in idx.values()])   # mods M
+        used = all_reduce_sum(torch.stack([code_counts(i, self.n_codes) for i in idx.values()])) > 0   # mods M (global batch)
         alive = used.all(0) if self.reset_rule == "both" else used.any(0)
         self.idle.copy_(torch.where(alive, torch.zeros_like(self.idle), self.idle + 1))
         active = self.idle < max(1, self.reset_after // 3)                              # possible sources
@@ -199,7 +197,7 @@ class SharedCodebookEMA(nn.Module):
         src = torch.multinomial(active.float(), self.n_codes, replacement=True)          # a random active code each
         noise = (torch.rand_like(self.codebook) * 2 - 1) * self.reset_noise
         new = self.codebook[src] + noise
-        if is_sharded(): broadcast_(new)                                                   # rank 0's draw everywhere
+        broadcast_(new)                                                                    # rank 0's draw everywhere
         self.codebook.copy_(torch.where(dead[:, None], new, self.codebook))
         if self.reset_stats == "consistent":
             self.ema_weight.copy_(torch.where(dead[:, None], self.codebook * self.ema_count[:, None], self.ema_weight))

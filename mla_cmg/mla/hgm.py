@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from ..core import ConfigError
-from ..dist import global_mean, is_sharded
+from ..dist import global_mean
 
 # %% auto #0
 __all__ = ['HGM_VARIANTS', 'hgm_alpha', 'owm_update', 'HGM']
@@ -55,7 +55,7 @@ class HGM(nn.Module):
         if feats.shape[-1] != self.d or grad.shape[-1] != self.d:
             raise ValueError(f"HGM(d={self.d}): got features {tuple(feats.shape)} and gradient {tuple(grad.shape)}")
         # data-parallel: the global batch's mean
-        r = global_mean(feats.detach()) if is_sharded() else feats.detach().mean(0)
+        r = global_mean(feats.detach())          # the batch mean (under torchrun: the global batch's)
         owm_update(self.P, r, alpha, self.variant, inplace=True)
         gp = grad @ self.P.T.to(grad.dtype)                   # [C, d] @ [d, d]
         return gp.add_(grad) if self.variant == "add" else gp

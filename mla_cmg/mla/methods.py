@@ -18,7 +18,7 @@ from ..encoders import EncoderConfig, build_encoders
 from ..metrics import accuracy, linear_probe, macro_f1, modality_gap
 from .fusion import FUSION_MODES, entropy_fusion
 from .hgm import HGM, HGM_VARIANTS, hgm_alpha
-from ..dist import all_reduce_sum, is_sharded, world as _world_size
+from ..dist import all_reduce_sum, world as _world_size
 
 # %% auto #0
 __all__ = ['METHODS', 'METHOD_PACKAGE', 'SCHEDULES', 'ORDERS', 'JOINT_HEADS', 'MultimodalMethod', 'MethodEntry', 'register',
@@ -33,16 +33,15 @@ def _present(batch, m) -> torch.Tensor:
     return torch.ones_like(y, dtype=torch.bool) if mk is None else mk.bool()
 
 def _shard_scales(sel: dict) -> dict:
-    "Data-parallel: per modality, N·(present here)/(present in the global batch), one all-reduce; modalities absent from the whole global batch are left out (no rank steps on them)."
+    "Per modality, N·(present here)/(present in the global batch) with one all-reduce (exactly 1.0 in one process); modalities absent from the whole (global) batch are left out: no step on them."
     mods = list(sel)
     n_loc = torch.stack([sel[m].sum() for m in mods]).double()
     n_glob = all_reduce_sum(n_loc)
     return {m: _world_size() * float(n_loc[k]) / float(n_glob[k]) for k, m in enumerate(mods) if n_glob[k] > 0}
 
-def _shard_ce(logits: torch.Tensor, y: torch.Tensor, sel: torch.Tensor, scale: float) -> torch.Tensor:
-    "Data-parallel cross-entropy over this rank's present samples `sel`, scaled so that the ranks' mean is the global batch's mean."
-    ce = F.cross_entropy(logits, y, reduction="none")
-    return torch.where(sel, ce, torch.zeros_like(ce)).sum() * (scale / max(int(sel.sum()), 1))
+def _present_ce(logits: torch.Tensor, y: torch.Tensor, scale: float) -> torch.Tensor:
+    "Cross-entropy over the present rows given: their mean in one process (`scale` 1.0); under torchrun, with `scale` from `_shard_scales`, the ranks' average is the global batch's mean over its present rows (a rank with none adds 0 and still steps)."
+    return F.cross_entropy(logits, y, reduction="sum") / max(len(y), 1) * scale
 
 class MultimodalMethod(Method):
     "Encoders per modality plus the shared evaluation; subclasses define the heads, the step and `predict`."
@@ -192,30 +191,14 @@ class MLA(MultimodalMethod):
     def training_step(self, batch, ctx: StepContext) -> dict:
         order, y = self.step_order(ctx), batch["y"]
         sel = {m: _present(batch, m) for m in order}
-        if is_sharded(): return self._sharded_step(batch, ctx, order, sel)
-        feats = {m: self.encoders[m](batch["x"][m][sel[m]]) for m in order if sel[m].any()}   # one forward
-        logs = {}
+        scale, logs = _shard_scales(sel), {}          # a modality absent from the (global) batch takes no step
+        feats = {m: self.encoders[m](batch["x"][m][sel[m]]) for m in order if m in scale}   # one forward, present rows
         for m in order:
-            if m not in feats: continue
+            if m not in scale: continue
             h = feats[m]                                                     # [B_m, d]
-            loss = F.cross_entropy(self.head(h), y[sel[m]])
+            loss = _present_ce(self.head(h), y[sel[m]], scale[m])
             loss.backward()
             self.head.weight.grad = self.hgm.project(self.head.weight.grad, h.detach(),
-                                                     hgm_alpha(ctx.batch_idx, ctx.n_batches))
-            ctx.step()
-            logs[f"loss_{m}"] = loss.item()
-        logs["loss"] = float(np.mean([logs[f"loss_{m}"] for m in order if f"loss_{m}" in logs] or [0.0]))
-        return logs
-
-    def _sharded_step(self, batch, ctx, order, sel) -> dict:
-        "The step on one rank's shard: every rank takes the same steps (a modality absent from a rank's shard enters with weight 0)."
-        y, logs, scale = batch["y"], {}, _shard_scales(sel)
-        for m in order:
-            if m not in scale: continue                                 # absent everywhere: no step on any rank
-            h = self.encoders[m](batch["x"][m])                          # all local rows; absent ones get weight 0
-            loss = _shard_ce(self.head(h), y, sel[m], scale[m])
-            loss.backward()
-            self.head.weight.grad = self.hgm.project(self.head.weight.grad, h.detach()[sel[m]],
                                                      hgm_alpha(ctx.batch_idx, ctx.n_batches))
             ctx.step()
             logs[f"loss_{m}"] = loss.item()
@@ -278,8 +261,7 @@ class OGMGE(Joint):
     def coefficients(self, block: dict, y: torch.Tensor, present: dict) -> dict:
         "OGM coefficient k_m per modality from the column-block logits of a batch."
         s = {m: (torch.softmax(block[m], 1).gather(1, y[:, None]).squeeze(1) * present[m]).sum() for m in self.modalities}
-        if is_sharded():                    # data-parallel: the scores of the global batch
-            s = dict(zip(self.modalities, all_reduce_sum(torch.stack([s[m] for m in self.modalities]))))
+        s = dict(zip(self.modalities, all_reduce_sum(torch.stack([s[m] for m in self.modalities]))))   # torchrun: the global batch's
         k = {}
         for m in self.modalities:
             rest = torch.stack([s[j] for j in self.modalities if j != m]).mean()
@@ -318,14 +300,9 @@ class Unimodal(MultimodalMethod):
 
     def training_step(self, batch, ctx):
         m = self.modality; sel = _present(batch, m)
-        if is_sharded():
-            scale = _shard_scales({m: sel})
-            if not scale: return {}
-            loss = _shard_ce(self.head(self.encoders[m](batch["x"][m])), batch["y"], sel, scale[m])
-            loss.backward(); ctx.step()
-            return {"loss": loss.item()}
-        if not sel.any(): return {}
-        loss = F.cross_entropy(self.head(self.encoders[m](batch["x"][m][sel])), batch["y"][sel])
+        scale = _shard_scales({m: sel})
+        if not scale: return {}
+        loss = _present_ce(self.head(self.encoders[m](batch["x"][m][sel])), batch["y"][sel], scale[m])
         loss.backward(); ctx.step()
         return {"loss": loss.item()}
 
@@ -351,20 +328,11 @@ class UME(MultimodalMethod):
 
     def training_step(self, batch, ctx):
         total, logs = 0.0, {}
-        if is_sharded():
-            sels = {m: _present(batch, m) for m in self.modalities}
-            scale = _shard_scales(sels)
-            for m in self.modalities:
-                if m not in scale: continue
-                loss = _shard_ce(self.heads[m](self.encoders[m](batch["x"][m])), batch["y"], sels[m], scale[m])
-                total = total + loss; logs[f"loss_{m}"] = loss.item()
-            total.backward(); ctx.step()
-            logs["loss"] = float(np.mean(list(logs.values())))
-            return logs
+        sels = {m: _present(batch, m) for m in self.modalities}
+        scale = _shard_scales(sels)
         for m in self.modalities:
-            sel = _present(batch, m)
-            if not sel.any(): continue
-            loss = F.cross_entropy(self.heads[m](self.encoders[m](batch["x"][m][sel])), batch["y"][sel])
+            if m not in scale: continue
+            loss = _present_ce(self.heads[m](self.encoders[m](batch["x"][m][sels[m]])), batch["y"][sels[m]], scale[m])
             total = total + loss; logs[f"loss_{m}"] = loss.item()
         total.backward(); ctx.step()
         logs["loss"] = float(np.mean(list(logs.values())))

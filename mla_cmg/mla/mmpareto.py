@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..core import ConfigError
-from .methods import Joint, _present, _shard_ce, _shard_scales, register
+from .methods import Joint, _present, _present_ce, _shard_scales, register
 
 # %% auto #0
 __all__ = ['min_norm_weight', 'pareto_weights', 'combine', 'MMPareto']
@@ -56,7 +56,7 @@ class MMPareto(Joint):
         y = batch["y"]
         sel = {m: _present(batch, m) for m in self.modalities}
         scale = _shard_scales(sel)
-        uni = {m: _shard_ce(self.uni_heads[m](feats[m]), y, sel[m], scale[m]) for m in self.modalities if m in scale}
+        uni = {m: _present_ce(self.uni_heads[m](feats[m][sel[m]]), y[sel[m]], scale[m]) for m in self.modalities if m in scale}
         return F.cross_entropy(self.head(self.fuse(feats, batch)), y), uni
 
     def training_step(self, batch, ctx):
