@@ -683,6 +683,7 @@ def mla_report(runs: Runs, pipe: dict, out: Path, tsne: dict | None = None, prep
         write_table(out / "tables" / f"mla_{bench}", md, tables[f"mla_{bench}"], title=f"MLA — {bench} (test accuracy %)")
         sections.append(f"**MLA — {bench}** (test accuracy %, mean ± std over seeds)\n\n{md}")
     miss = pipe.get("mla_missing")
+    miss = miss if miss and miss.get("rates") else None     # a profile may turn the missing-rate grid off (rates: [])
     if miss:
         rates, b = miss["rates"], miss["benchmark"]
         curves, rows = {}, {}
@@ -1111,7 +1112,7 @@ def figure_captions(P: dict) -> dict:
                 "tables the selected one)."
             )
     miss = pipe.get("mla_missing") or {}
-    if miss:
+    if miss.get("rates"):
         caps["mla_missing_rate.png"] = (
             f"Multimodal test accuracy against the fraction of missing modality cells "
             f"({', '.join(f'{r:.0%}' for r in miss.get('rates', []))}) on `{miss.get('benchmark')}`, for "
