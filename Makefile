@@ -87,7 +87,7 @@ repro: setup
 smoke: setup
 	$(BIN)/python scripts/run_profile.py smoke
 
-# The evidence of the method chapters: the same DAG on the wider grids of two profiles, of 2-2.5 h each on 2 cores (so
+# The evidence of the method chapters: the same DAG on the wider grids of two profiles (evidence 2 h 35 min on a slow shared machine, evidence_cmg 53 min on a quiet one; so
 # that each fits one working session): profiles.evidence -> results/evidence/ (MLA grids and sweeps, the CMG Table-2
 # grid with 10 seeds for the deciding rows), profiles.evidence_cmg -> results/evidence_cmg/ (the CMG protocol sweep on
 # validation, the no-nuisance control, the real pairing).
