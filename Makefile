@@ -15,7 +15,7 @@ export MKL_NUM_THREADS ?= 1
 # DVC stage commands call `python`: the venv's.
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: setup export check-export check-outputs outputs docs browser fetch-data test test-nbs test-py test-slow smoke evidence evidence-main evidence-cmg repro lab clean-venv
+.PHONY: setup export check-export check-outputs outputs docs browser fetch-data test test-nbs test-py test-slow smoke evidence evidence-main evidence-cmg evidence-baselines repro lab clean-venv
 
 setup: $(STAMP)
 
@@ -91,13 +91,17 @@ smoke: setup
 # that each fits one working session): profiles.evidence -> results/evidence/ (MLA grids and sweeps, the CMG Table-2
 # grid with 10 seeds for the deciding rows), profiles.evidence_cmg -> results/evidence_cmg/ (the CMG protocol sweep on
 # validation, the no-nuisance control, the real pairing).
-evidence: evidence-main evidence-cmg
+evidence: evidence-main evidence-cmg evidence-baselines
 
 evidence-main: setup
 	$(BIN)/python scripts/run_profile.py evidence --results results/evidence
 
 evidence-cmg: setup
 	$(BIN)/python scripts/run_profile.py evidence_cmg --results results/evidence_cmg
+
+# The five balanced-learning baselines beside MLA on every MLA benchmark, and their validation sweeps.
+evidence-baselines: setup
+	$(BIN)/python scripts/run_profile.py evidence_baselines --results results/evidence_baselines
 
 lab: setup
 	$(BIN)/jupyter lab nbs $(if $(filter 0,$(shell id -u)),--allow-root)

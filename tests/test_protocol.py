@@ -18,7 +18,7 @@ from mla_cmg.runner import apply_profile
 from mla_cmg.sweeps import effective_variants
 
 ROOT = Path(__file__).resolve().parents[1]
-PROFILES = {"evidence": "evidence", "evidence_cmg": "evidence_cmg"}     # results/<folder> -> the profile that wrote it
+PROFILES = {"evidence": "evidence", "evidence_cmg": "evidence_cmg", "evidence_baselines": "evidence_baselines"}     # results/<folder> -> the profile that wrote it
 SWEEPS = sorted(f for d in PROFILES for f in (ROOT / "results" / d / "tables").glob("sweep_*.json"))
 
 
