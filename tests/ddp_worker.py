@@ -64,6 +64,7 @@ CASES = {"joint": lambda: mla_case("joint"),
          "mmpareto": lambda: mla_case("mmpareto", missing=0.25),
          "agm": lambda: mla_case("agm", alpha=1.5, official_clip=True),
          "inforeg": lambda: mla_case("inforeg", missing=0.25, window=2),
+         "gblending": lambda: mla_case("gblending", missing=0.25, super_epoch=1),
          "cmg_full": cmg_case}
 RESUME = ("mla_owm", "cmg_full")
 

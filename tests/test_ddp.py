@@ -58,7 +58,7 @@ def _same_run(r1, r2, name):
     return worst
 
 
-@pytest.mark.parametrize("case", ["joint", "mla_owm", "ogm_ge", "mmpareto", "agm", "inforeg", "cmg_full"])
+@pytest.mark.parametrize("case", ["joint", "mla_owm", "ogm_ge", "mmpareto", "agm", "inforeg", "gblending", "cmg_full"])
 def test_two_processes_equal_one(runs, case):
     one, two = runs["one"], runs["two"]
     assert one["world"] == 1 and two["world"] == 2
@@ -73,6 +73,8 @@ def test_two_processes_equal_one(runs, case):
         assert any(abs(r["coeff_a"] - 1) > 1e-3 for r in steps)
     if case == "mmpareto":   # the combination acted: weights away from (1/2, 1/2) in some step, or conflicting gradients
         assert any(abs(r["k_mm_a"] - 0.5) > 1e-6 or abs(r["k_mm_b"] - 0.5) > 1e-6 for r in steps if "k_mm_b" in r)
+    if case == "gblending":  # the proxies re-estimated the weights after epoch 0: away from uniform in epoch 1
+        assert any(abs(r["w_fused"] - 1 / 3) > 1e-6 for r in steps)
     if case == "cmg_full":   # the run exercised the parts that need synchronising
         assert int(st["vq.n_resets"]) > 0 and int(st["train_steps"]) == 6
 

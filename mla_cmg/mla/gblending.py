@@ -12,7 +12,7 @@ from torch import nn
 
 from ..core import ConfigError, rng_state, set_rng_state
 from ..engine import EpochSplits, make_optimizer
-from .methods import Joint, _present, register
+from .methods import Joint, _present, _present_ce, _shard_scales, register
 
 # %% auto #0
 __all__ = ['FUSED', 'ESTIMATES', 'NEGATIVE_GAINS', 'UNIMODAL_HEADS', 'blend_terms', 'blend_weights', 'proxy_seed', 'GBlending']
@@ -90,9 +90,10 @@ class GBlending(Joint):
         heads, y, out = self.heads if heads is None else heads, batch["y"], {}
         if FUSED in heads: out[FUSED] = F.cross_entropy(self.head(self.fuse(feats, batch)), y)
         uni = self.unimodal_logits({m: feats[m] for m in heads if m != FUSED}, batch)
+        sel = {m: _present(batch, m) for m in uni}
+        scale = _shard_scales(sel)          # in one process exactly 1; under torchrun the global batch's presence
         for m, z in uni.items():
-            sel = _present(batch, m)
-            if sel.any(): out[m] = F.cross_entropy(z[sel], y[sel])
+            if m in scale: out[m] = _present_ce(z[sel[m]], y[sel[m]], scale[m])
         return out
 
     def head_modules(self, k: str) -> list:
@@ -121,8 +122,6 @@ class GBlending(Joint):
 
     # --- training and evaluation
     def training_step(self, batch, ctx):
-        if ctx.distributed:
-            raise ConfigError("gblending: data-parallel training (torchrun) is not supported yet; use world_size: 1")
         losses = self.head_losses(self.encode(batch), batch)
         total = sum(self.weights[k] * l for k, l in losses.items())
         total.backward()

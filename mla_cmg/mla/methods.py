@@ -18,7 +18,7 @@ from ..encoders import EncoderConfig, build_encoders
 from ..metrics import accuracy, linear_probe, macro_f1, modality_gap
 from .fusion import FUSION_MODES, entropy_fusion
 from .hgm import HGM, HGM_VARIANTS, hgm_alpha
-from ..dist import all_reduce_sum, world as _world_size
+from ..dist import all_reduce_sum, is_sharded, world as _world_size
 
 # %% auto #0
 __all__ = ['METHODS', 'METHOD_PACKAGE', 'SCHEDULES', 'ORDERS', 'JOINT_HEADS', 'MultimodalMethod', 'MethodEntry', 'register',
@@ -35,9 +35,11 @@ def _present(batch, m) -> torch.Tensor:
 def _shard_scales(sel: dict) -> dict:
     "Per modality, N·(present here)/(present in the global batch) with one all-reduce (exactly 1.0 in one process); modalities absent from the whole (global) batch are left out: no step on them."
     mods = list(sel)
+    if not mods: return {}
     n_loc = torch.stack([sel[m].sum() for m in mods]).double()
     n_glob = all_reduce_sum(n_loc)
-    return {m: _world_size() * float(n_loc[k]) / float(n_glob[k]) for k, m in enumerate(mods) if n_glob[k] > 0}
+    N = _world_size() if is_sharded() else 1        # the ranks whose shards make up this batch (1 outside sharded())
+    return {m: N * float(n_loc[k]) / float(n_glob[k]) for k, m in enumerate(mods) if n_glob[k] > 0}
 
 def _present_ce(logits: torch.Tensor, y: torch.Tensor, scale: float) -> torch.Tensor:
     "Cross-entropy over the present rows given: their mean in one process (`scale` 1.0); under torchrun, with `scale` from `_shard_scales`, the ranks' average is the global batch's mean over its present rows (a rank with none adds 0 and still steps)."
