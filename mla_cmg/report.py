@@ -1092,7 +1092,8 @@ def figure_captions(P: dict) -> dict:
     )
     tsne = (f"t-SNE of {rep.get('tsne_points', 300)} test points per modality (L2-normalised features, t-SNE seed "
             f"{rep.get('tsne_seed', 0)}); left panel coloured by modality, right panel by class")
-    caps, label = {}, lambda v: mla_names(P).get(v, (v,))[0]
+    caps, names = {}, mla_names(P)
+    label = lambda v: names.get(v, (v,))[0]
     if benches:
         b0 = benches[0]
         shown = [label(v) for v in ("joint", "mla") if v in variants]

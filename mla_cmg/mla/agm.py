@@ -87,9 +87,10 @@ class AGM(Joint):
         out = sum(ScaleGrad.apply(r[m], k[m]) for m in self.modalities)
         loss = F.cross_entropy(out, y)
         loss.backward()
-        if self.official_clip and ctx.distributed: ctx.sync_grads()    # the clip reads the global batch's gradient
-        if self.official_clip and self.head.weight.grad is not None and self.head.weight.grad.abs().max() > 1:
-            nn.utils.clip_grad_norm_(self.parameters(), 1.0)
+        if self.official_clip:
+            if ctx.distributed: ctx.sync_grads()                         # the clip reads the global batch's gradient
+            if self.head.weight.grad is not None and self.head.weight.grad.abs().max() > 1:
+                nn.utils.clip_grad_norm_(self.parameters(), 1.0)
         ctx.step()
         return {
             "loss": loss.item(),
