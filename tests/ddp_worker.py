@@ -17,6 +17,7 @@ from mla_cmg.mla.run import batch_collate
 from mla_cmg.cmg.model import PairedSeqDataset, UniCode, cmg_config
 
 B, EPOCHS = 16, 2
+RB_MISSING = 0.8          # ReconBoost's cases: the rate of missing b
 
 
 class Split(torch.utils.data.Dataset):
@@ -34,11 +35,11 @@ class Split(torch.utils.data.Dataset):
         return dict(x={m: t[rows] for m, t in self.x.items()}, mask={m: t[rows] for m, t in self.mask.items()}, y=self.y[rows])
 
 
-def mla_case(method, missing=0.0, **kw):
+def mla_case(method, missing=0.0, epochs=EPOCHS, **kw):
     seed_everything(0)
     model = build_method({"method": method, **kw}, {"a": (6,), "b": (5,)}, 3, {"d": 8, "hidden": 8, "layers": 1})
     data = [Split(48, 1, missing), Split(16, 2, missing), Split(16, 3, missing)]
-    cfg = TrainConfig(epochs=EPOCHS, batch_size=B, eval_batch_size=8, lr=0.05, optimizer="sgd", momentum=0.9, seed=0,
+    cfg = TrainConfig(epochs=epochs, batch_size=B, eval_batch_size=8, lr=0.05, optimizer="sgd", momentum=0.9, seed=0,
                       progress=False, log_steps=True)
     return model, data, cfg, batch_collate
 
@@ -65,6 +66,12 @@ CASES = {"joint": lambda: mla_case("joint"),
          "agm": lambda: mla_case("agm", alpha=1.5, official_clip=True),
          "inforeg": lambda: mla_case("inforeg", missing=0.25, window=2),
          "gblending": lambda: mla_case("gblending", missing=0.25, super_epoch=1),
+         # stages a, b, a (boost + rectify epochs): b mostly missing, so some ranks hold none of b's rows in its stage
+         "reconboost": lambda: mla_case("reconboost", missing=RB_MISSING, epochs=5, stage_epochs=1, rectify_epochs=1,
+                                        head_hidden=8),
+         "reconboost_released": lambda: mla_case("reconboost", missing=RB_MISSING, epochs=5, stage_epochs=1,
+                                                 rectify_epochs=1, head_hidden=0, head="separate", reconcile="kl",
+                                                 consolidation="released", empty_ensemble="one"),
          "cmg_full": cmg_case}
 RESUME = ("mla_owm", "cmg_full")
 

@@ -58,7 +58,8 @@ def _same_run(r1, r2, name):
     return worst
 
 
-@pytest.mark.parametrize("case", ["joint", "mla_owm", "ogm_ge", "mmpareto", "agm", "inforeg", "gblending", "cmg_full"])
+@pytest.mark.parametrize("case", ["joint", "mla_owm", "ogm_ge", "mmpareto", "agm", "inforeg", "gblending", "reconboost",
+                                  "reconboost_released", "cmg_full"])
 def test_two_processes_equal_one(runs, case):
     one, two = runs["one"], runs["two"]
     assert one["world"] == 1 and two["world"] == 2
@@ -75,8 +76,24 @@ def test_two_processes_equal_one(runs, case):
         assert any(abs(r["k_mm_a"] - 0.5) > 1e-6 or abs(r["k_mm_b"] - 0.5) > 1e-6 for r in steps if "k_mm_b" in r)
     if case == "gblending":  # the proxies re-estimated the weights after epoch 0: away from uniform in epoch 1
         assert any(abs(r["w_fused"] - 1 / 3) > 1e-6 for r in steps)
+    if case.startswith("reconboost"):   # boost and rectify steps, the consolidation term, and a rank without b's rows
+        assert {r["rectify"] for r in steps} == {0.0, 1.0} and any("loss_mc" in r for r in steps)
+        assert _rank_without_b(epoch=2), "no batch of b's stage left a rank without b: the case does not test that"
     if case == "cmg_full":   # the run exercised the parts that need synchronising
         assert int(st["vq.n_resets"]) > 0 and int(st["train_steps"]) == 6
+
+
+def _rank_without_b(epoch):
+    "Whether some global batch of `epoch` in ReconBoost's cases has rows of b on one rank and none on the other."
+    sys.path.insert(0, str(WORKER.parent))
+    from ddp_worker import B, RB_MISSING, Split
+    from mla_cmg.dist import shard_batches
+    with torch.random.fork_rng():
+        torch.set_default_dtype(torch.float64)
+        try: mask = Split(48, 1, RB_MISSING).mask["b"]
+        finally: torch.set_default_dtype(torch.float32)
+    per_rank = [[int(mask[rows].sum()) for rows in shard_batches(48, B, 0, epoch, r, 2)] for r in range(2)]
+    return any(min(n) == 0 < max(n) for n in zip(*per_rank))
 
 
 @pytest.mark.parametrize("case", ["mla_owm", "cmg_full"])

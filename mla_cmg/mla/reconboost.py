@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..core import ConfigError
-from .methods import MultimodalMethod, _present, register
+from .methods import MultimodalMethod, _present, _shard_scales, register
 
 # %% auto #0
 __all__ = ['RECONCILE', 'REDUCTIONS', 'CONSOLIDATION', 'EMPTY', 'HEADS', 'boost_loss', 'ReconBoost']
@@ -90,13 +90,14 @@ class ReconBoost(MultimodalMethod):
         "f_m(x): the logits `[n, C]` of modality m's learner."
         return self.learner_head(m)(self.encoders[m](x))
 
-    def ensemble(self, batch, sel: dict, skip: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        "`(Σ f_k over the joined learners present in each sample, but skip [B, C]; whether any is [B])`, without β."
+    def ensemble(self, batch, sel: dict, skip: str | None = None, present=None) -> tuple[torch.Tensor, torch.Tensor]:
+        "`(Σ f_k over the joined learners present in each sample, but skip [B, C]; whether any is [B])`, without β. `present`: the modalities in the global batch (default: those in `batch`); under torchrun a learner present only on other ranks runs on no rows here, so every rank's gradient covers the same parameters."
         y = batch["y"]
         total = torch.zeros(len(y), self.n_classes, dtype=self.boost_rate.dtype, device=y.device)
         has = torch.zeros_like(y, dtype=torch.bool)
         for i, k in enumerate(self.modalities):
-            if k == skip or not bool(self.joined[i]) or not sel[k].any(): continue
+            here = sel[k].any() if present is None else k in present
+            if k == skip or not bool(self.joined[i]) or not here: continue
             idx = sel[k].nonzero().squeeze(1)
             total = total.index_put((idx,), self.learner(k, batch["x"][k][idx]), accumulate=True)
             has = has | sel[k]
@@ -137,39 +138,42 @@ class ReconBoost(MultimodalMethod):
 
     # one step --------------------------------------------------------------------------------------------------
     def training_step(self, batch, ctx):
-        if ctx.distributed:
-            raise ConfigError("reconboost: data-parallel training (torchrun) is not supported yet; use world_size: 1")
         if self._epoch != ctx.epoch: self.on_epoch_start(ctx.epoch)
         stage, m, ph = self.phase(ctx.epoch)
         if self.fresh_optimizer and ctx.batch_idx == 0 and self.phase_starts(ctx.epoch):
             for p in ctx.params: ctx.optimizer.state.pop(p, None)   # a new optimizer per phase, as released
         y, sel = batch["y"], {k: _present(batch, k) for k in self.modalities}
+        scale = _shard_scales(sel)          # the modalities in the global batch -> 1.0 in one process (`_shard_scales`)
         logs = {"stage": float(stage), "rectify": float(ph == "rectify")}
         if ph == "rectify":
-            total, has = self.ensemble(batch, sel)
-            if not has.any(): return logs
-            loss = F.cross_entropy(self.boost_rate * total[has], y[has])
+            total, has = self.ensemble(batch, sel, present=scale)
+            s_has = _shard_scales({"has": has})
+            if not s_has: return logs                             # no joined learner in the whole batch: no step
+            loss = (F.cross_entropy(self.boost_rate * total[has], y[has]) * s_has["has"] if has.any()
+                    else (self.boost_rate * total).sum() * 0.0)   # a rank without such rows adds 0 and still steps
             loss.backward(); ctx.step()
             return {**logs, "loss": loss.item(), "loss_rectify": loss.item()}
-        s = sel[m]
-        if not s.any(): return logs                               # modality m absent from the whole batch: no step
-        idx = s.nonzero().squeeze(1)
+        if m not in scale: return logs                            # modality m absent from the whole batch: no step
+        idx = sel[m].nonzero().squeeze(1)
         z = self.learner(m, batch["x"][m][idx])                   # [n, C], the only part with gradient
-        with torch.no_grad(): f_others, has = self.ensemble(batch, sel, skip=m)
+        with torch.no_grad(): f_others, has = self.ensemble(batch, sel, skip=m, present=scale)
         q = self.probs_of_others(f_others[idx], has[idx], y[idx])
-        l_boost = boost_loss(z, q, y[idx], self.w1, self.w2, self.reconcile, self.reduction).mean()
+        l_boost = (boost_loss(z, q, y[idx], self.w1, self.w2, self.reconcile, self.reduction).mean() * scale[m]
+                   if len(idx) else z.sum() * 0.0)
         loss, logs["loss_boost"] = l_boost, l_boost.item()
         if self.alpha > 0 and self.consolidation == "self" and self._prev is not None:
             with torch.no_grad(): p_prev = torch.softmax(self._prev[1](self._prev[0](batch["x"][m][idx])), 1)
-            l_mc = F.mse_loss(torch.softmax(z, 1), p_prev)
+            l_mc = F.mse_loss(torch.softmax(z, 1), p_prev) * scale[m] if len(idx) else z.sum() * 0.0
             loss, logs["loss_mc"] = loss + self.alpha * l_mc, l_mc.item()
         elif self.alpha > 0 and self.consolidation == "released" and stage > 0:
             k = self.modalities[(stage - 1) % len(self.modalities)]   # the released `pre_model`: the previous stage's
-            both = (s & sel[k])[idx]
-            if both.any():
+            s_both = _shard_scales({"both": sel[m] & sel[k]})
+            if s_both:
+                both = (sel[m] & sel[k])[idx]
                 with torch.no_grad():
-                    l_mc = F.mse_loss(torch.softmax(z.detach()[both], 1),
-                                      torch.softmax(self.learner(k, batch["x"][k][idx][both]), 1))
+                    l_mc = (F.mse_loss(torch.softmax(z.detach()[both], 1),
+                                       torch.softmax(self.learner(k, batch["x"][k][idx][both]), 1)) * s_both["both"]
+                            if both.any() else z.new_zeros(()))
                 loss, logs["loss_mc"] = loss + self.alpha * l_mc, l_mc.item()   # a constant: no gradient, as released
         loss.backward(); ctx.step()
         logs["loss"] = loss.item()
