@@ -109,7 +109,7 @@ def main(argv=None) -> int:
             raise ConfigError(f"--seed {a.seed}: not one of {a.params}'s seeds {seeds}")
         p = sets[seeds.index(a.seed) if a.seed is not None else 0]
         p["timing_file"] = str(timing_path(p["out_dir"], a.root))
-        run_params(a.experiment.split(".")[0], p, sources, where=f"{a.params} [{a.experiment}]")
+        run_params(a.experiment, p, sources, where=f"{a.params} [{a.experiment}]")
         if D.is_main():      # how the run was run (there is no executed notebook under torchrun)
             from mla_cmg.core import save_json
             from mla_cmg.runner import run_record

@@ -65,15 +65,6 @@ def check_name(value: str, what: str) -> str:
                           f"leading dot, no .npz), as it names the run folder.{hint}")
     return value
 
-def _fill(k: str, v, fields: dict, where: str):
-    "`v.format(**fields)` for a string with braces, or a ConfigError naming the key and the fields it may use."
-    if not (isinstance(v, str) and "{" in v): return v
-    try: return v.format(**fields)
-    except (KeyError, IndexError, ValueError, AttributeError) as e:
-        raise ConfigError(f"{where}: the value of '{k}' ({v!r}) is filled with the run's fields "
-                          f"{{{'}, {'.join(fields)}}}, and {type(e).__name__} {e} is not one of them. "
-                          "Write {{ and }} for a literal brace.") from None
-
 def check_seeds(seeds, where: str = "params.yaml [seeds]") -> list[int]:
     "`seeds` as a list of distinct non-negative ints, or a ConfigError saying what is wrong and where."
     if not isinstance(seeds, (list, tuple)) or not seeds:
@@ -90,15 +81,9 @@ def resolve(params: dict, experiment: str, bench: str, variant: str, root: str =
     "The notebook, the per-seed parameters and where each value came from, for one configuration of `params.yaml`."
     patch = ((params.get("profiles") or {}).get(profile) or {}) if profile else {}
     params = apply_profile(params, profile, where)
-    exp, path = params, []
-    for part in experiment.split("."):
-        exp = _section(exp, part, f"{where} [{'.'.join(path) or 'top level'}]"); path.append(part)
-    if "variants" in exp:
-        var = _section(exp["variants"], variant, f"{where} [{experiment}.variants]") or {}
-    else:
-        var = {}   # an experiment without variants takes any name, e.g. one downstream run per pretrained variant
-    pexp = patch
-    for part in experiment.split("."): pexp = (pexp or {}).get(part) or {}
+    exp = _section(params, experiment, f"{where} [top level]")
+    var = _section(_section(exp, "variants", f"{where} [{experiment}]"), variant, f"{where} [{experiment}.variants]") or {}
+    pexp = patch.get(experiment) or {}
     extra, name = dict(sets or {}), name or variant
     check_name(bench, "BENCHMARK"); check_name(name, "the run name (--name, default: the variant)")
     by_bench = exp.get("by_benchmark") or {}
@@ -120,12 +105,10 @@ def resolve(params: dict, experiment: str, bench: str, variant: str, root: str =
         var = {k: v for k, v in var.items() if k != "seeds"}
     if "seeds" in extra: seeds, seeds_where = extra.pop("seeds"), "--set seeds"; sources.pop("seeds")
     seeds = check_seeds(seeds, seeds_where)
-    folder, out = experiment.replace(".", "_"), []
+    out = []
     for s in seeds:
         p = {"dataset": bench, **(exp.get("common") or {}), **bench_vals, **var, **extra}
-        p.update(seed=int(s), out_dir=str(Path(root, folder, bench, name, f"seed{s}")))
-        fields = dict(seed=int(s), bench=bench, variant=variant, name=name, experiment=folder, root=root)
-        out.append({k: _fill(k, v, fields, sources.get(k, where)) for k, v in p.items()})
+        out.append({**p, "seed": int(s), "out_dir": str(Path(root, experiment, bench, name, f"seed{s}"))})
     sources.update(seed=seeds_where, out_dir="the runner")
     return _section(exp, "notebook", f"{where} [{experiment}]"), out, sources
 
@@ -337,7 +320,7 @@ def run_torchrun(experiment, bench, variant, param_sets: list, world_size: int, 
 
 def _claim_config(root, experiment: str, bench: str, name: str) -> int:
     "An exclusive lock on one configuration's runs (`root/.locks/...`), held until this process ends, however it ends."
-    path = Path(root, ".locks", experiment.replace(".", "_"), bench, f"{name}.lock")
+    path = Path(root, ".locks", experiment, bench, f"{name}.lock")
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try: fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -352,9 +335,8 @@ def check_runs(experiment: str, param_sets: list, sources: dict | None = None, w
                world_size: int = 1) -> None:
     "Check every run's parameters as the notebook will (`mla_cmg.launch.check_params`); other notebooks are not checked."
     from mla_cmg.launch import EXPERIMENTS, check_params
-    exp = experiment.split(".")[0]
-    if exp in EXPERIMENTS:
-        for p in param_sets: check_params(exp, p, sources, f"{where} [{experiment}]", world_size)
+    if experiment in EXPERIMENTS:
+        for p in param_sets: check_params(experiment, p, sources, f"{where} [{experiment}]", world_size)
 
 def _parse_sets(items) -> dict:
     extra = {}
@@ -394,7 +376,7 @@ def main(argv=None) -> int:
                                a.params + (f" (profile {a.profile})" if a.profile else ""), own)
     nb, sets, sources = resolve(params, a.experiment, a.benchmark, a.variant, root=a.root, where=a.params, sets=extra,
                                 name=name, profile=a.profile)
-    folder = Path(a.root, a.experiment.replace(".", "_"), a.benchmark)
+    folder = Path(a.root, a.experiment, a.benchmark)
     for p in sets: p["timing_file"] = str(timing_path(p["out_dir"], a.root))      # timings stay out of the outputs
     lock = _claim_config(a.root, a.experiment, a.benchmark, name)    # a second runner of the same runs is refused
     with _pool(1) as ex:      # a forked process (the runner itself does not import torch) checks every run before any starts
