@@ -6,6 +6,7 @@
 from __future__ import annotations
 import dataclasses, importlib, inspect, pkgutil
 from dataclasses import dataclass
+from types import SimpleNamespace
 
 import numpy as np
 import torch
@@ -23,7 +24,8 @@ from ..dist import all_reduce_sum, is_sharded, world as _world_size
 # %% auto #0
 __all__ = ['METHODS', 'METHOD_PACKAGE', 'SCHEDULES', 'ORDERS', 'JOINT_HEADS', 'MultimodalMethod', 'MethodEntry', 'register',
            'known_methods', 'method_entry', 'MLA', 'Joint', 'OGMGE', 'Unimodal', 'UME', 'method_options',
-           'build_method', 'probe_accuracies', 'gap_metrics']
+           'build_method', 'GradCtx', 'golden_data', 'fingerprint', 'check_golden', 'moved_apart', 'probe_accuracies',
+           'gap_metrics']
 
 # %% ../../nbs/22_mla_methods.ipynb #c006
 def _present(batch, m) -> torch.Tensor:
@@ -361,6 +363,43 @@ def build_method(cfg, shapes: dict, n_classes: int, enc: EncoderConfig | dict | 
     kw = {f.name: getattr(opts, f.name) for f in dataclasses.fields(opts) if f.name != "method"}
     return METHODS[opts.method].cls(build_encoders(shapes, enc), n_classes, **kw)
 
+
+# %% ../../nbs/22_mla_methods.ipynb #c016u
+class GradCtx:
+    "A `StepContext` stand-in for checks: `step()` keeps the gradients by parameter name (`.grads`) and clears them, instead of stepping."
+    distributed = False
+    def __init__(self, model: nn.Module, epoch: int = 0, batch_idx: int = 0, n_batches: int = 1):
+        self.model, self.epoch, self.batch_idx, self.n_batches, self.global_step = model, epoch, batch_idx, n_batches, 0
+        self.params, self.optimizer, self.grads = list(model.parameters()), SimpleNamespace(state={}), None
+    def sync_grads(self) -> None: pass
+    def step(self) -> None:
+        self.grads = {n: p.grad.clone() for n, p in self.model.named_parameters() if p.grad is not None}
+        self.model.zero_grad(set_to_none=True)
+
+def golden_data(n: int = 48, n_classes: int = 4, seed: int = 1) -> dict:
+    "A float64 batch `{x: {a: [n, 6], b: [n, 5]}, y: [n]}`: the class is a one-hot offset, 2.0 in `a`, 0.5 in `b`."
+    g = torch.Generator().manual_seed(seed)
+    y = torch.randint(0, n_classes, (n,), generator=g)
+    eye = lambda d: torch.eye(n_classes, d, dtype=torch.float64)[y]
+    return {"x": {"a": torch.randn(n, 6, generator=g, dtype=torch.float64) + eye(6) * 2.0,
+                  "b": torch.randn(n, 5, generator=g, dtype=torch.float64) + eye(5) * 0.5}, "y": y}
+
+def fingerprint(model: nn.Module) -> dict:
+    "`{param_norm, checksum}` of all parameters (checksum: Σ_i θ_i sin(i), so moving any one entry moves it)."
+    flat = torch.cat([p.detach().flatten() for p in model.parameters()]).double()
+    return {"param_norm": float(flat.norm()),
+            "checksum": float((flat * torch.arange(1, len(flat) + 1, dtype=torch.float64).sin()).sum())}
+
+def check_golden(got: dict, golden: dict, rel: float = 1e-6) -> None:
+    "AssertionError naming every statistic of `golden` that `got` misses by more than `rel` (relative, at least 1.0 absolute scale); non-numbers must be equal."
+    bad = {k: (got.get(k), v) for k, v in golden.items()
+           if not (got.get(k) == v if not isinstance(v, (int, float)) else
+                   isinstance(got.get(k), (int, float)) and abs(got[k] - v) <= rel * max(1.0, abs(v)))}
+    if bad: raise AssertionError(f"golden statistics differ (got, committed): {bad}")
+
+def moved_apart(a: dict, b: dict, keys=("param_norm", "checksum"), by: float = 1e-3) -> bool:
+    "Whether two runs' statistics differ by more than `by` in every one of `keys` (a switched-off term must move the run)."
+    return all(abs(a[k] - b[k]) > by for k in keys)
 
 # %% ../../nbs/22_mla_methods.ipynb #c018
 def probe_accuracies(train_feats: dict, test_feats: dict, modalities: list, seed: int = 0) -> dict:
