@@ -61,9 +61,11 @@ def run_params(experiment: str, params: dict, sources: dict | None = None, where
     if "dataset" not in run: raise ConfigError(f"{where}: key 'dataset' missing (a benchmark name or a dataset .npz path)")
     device = D.init_from_env(run.get("device"))
     data = prepare_data(run["dataset"], run.get("data_root", "data/prepared"), run.get("data_seed", 0))
+    other = run.get("downstream_dataset")        # cross-dataset: the downstream on another dataset of the same modalities
+    down_data = None if other is None else prepare_data(other, run.get("data_root", "data/prepared"), run.get("data_seed", 0))
     out_dir = run.get("out_dir") or f"runs/cmg/manual/{config_hash(params)[:12]}"
     return run_experiment(data, model_cfg, train_cfg, down_cfg, out_dir=out_dir, device=device,
-                          timing_file=run.get("timing_file"))
+                          timing_file=run.get("timing_file"), downstream_data=down_data)
 
 # %% ../nbs/06_launch.ipynb #c004
 def _die_with_torchrun() -> None:

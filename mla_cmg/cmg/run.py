@@ -21,7 +21,7 @@ from .model import CMGConfig, UniCode, save_pretrained
 __all__ = ['RUN_KEYS', 'CMG_TRAIN', 'split_params', 'run_experiment']
 
 # %% ../../nbs/36_cmg_run.ipynb #c005
-RUN_KEYS = ("dataset", "out_dir", "timing_file", "data_root", "data_seed", "device")
+RUN_KEYS = ("dataset", "downstream_dataset", "out_dir", "timing_file", "data_root", "data_seed", "device")
 CMG_TRAIN = dict(optimizer="adam", lr=4e-4, batch_size=80, grad_clip=0.5, epochs=6, select_metric="train_steps",
                  select_mode="max", log_steps=True, progress=False)     # the official pretraining (pretrain.sh)
 
@@ -33,19 +33,28 @@ def split_params(flat: dict, sources: dict | None = None, where: str = "CMG para
 
 # %% ../../nbs/36_cmg_run.ipynb #c008
 def run_experiment(data, model: CMGConfig, train: TrainConfig, downstream: DownstreamConfig | None = None,
-                   out_dir=None, device="cpu", resume: bool = True, fresh: bool = False, timing_file=None) -> dict:
-    "Pretrain `model` on `data` with `fit`, score the frozen model on `downstream.eval_split`; with `out_dir`, write the files above."
+                   out_dir=None, device="cpu", resume: bool = True, fresh: bool = False, timing_file=None,
+                   downstream_data=None) -> dict:
+    "Pretrain `model` on `data` with `fit`, score the frozen model on `downstream.eval_split` of `downstream_data` (default `data`: cross-dataset when another); with `out_dir`, write the files above."
     from mla_cmg.data.benchmarks import content_hash
     downstream = downstream or DownstreamConfig()
     sp = downstream.eval_split
     if sp != "test":      # protocol sweeps: the test rows leave before anything (the hash included) reads them
         data = data.take(np.flatnonzero(data.split != "test"))
+        if downstream_data is not None: downstream_data = downstream_data.take(np.flatnonzero(downstream_data.split != "test"))
     has_val = bool((data.split == "val").any())
-    if sp == "val" and not has_val:
-        raise ConfigError(f"eval_split='val' needs validation rows; dataset {data.name!r} has none ({data.counts()})")
+    target = data if downstream_data is None else downstream_data
+    for d in {id(data): data, id(target): target}.values():
+        if sp == "val" and not (d.split == "val").any():
+            raise ConfigError(f"eval_split='val' needs validation rows; dataset {d.name!r} has none ({d.counts()})")
+    want, got = ({m: int(d.x[m].shape[-1]) for m in d.modalities} for d in (data, target))
+    if got != want:
+        raise ConfigError(f"downstream dataset {target.name!r} must have the pretraining dataset {data.name!r}'s "
+                          f"modalities and feature sizes: {got} vs {want}")
     config = {"data": {"name": data.name, "sha256": content_hash(data)}, "model": dataclasses.asdict(model),
               "train": {k: v for k, v in dataclasses.asdict(train).items() if k != "progress"},
               "downstream": dataclasses.asdict(downstream)}
+    if downstream_data is not None: config["downstream_data"] = {"name": target.name, "sha256": content_hash(target)}
     out = None
     if out_dir is not None:      # under torchrun rank 0 claims the folder, the others wait and use it
         out = claim_run_dir(out_dir, config, fresh=fresh) if is_main() else Path(out_dir)
@@ -69,11 +78,11 @@ def run_experiment(data, model: CMGConfig, train: TrainConfig, downstream: Downs
     held = {"test": score("test")} if sp == "test" else {}
     if select_last and has_val: res.val = score("val")
     net.cpu()
-    codes = extract_codes(net, data)
+    codes = extract_codes(net, target)
     seed_everything(train.seed)
     t1 = time.time()
     with solo():           # under torchrun the other ranks are done: rank 0 fits the heads alone (no collectives)
-        down = downstream_eval(net, data, downstream, seed=train.seed, codes=codes)
+        down = downstream_eval(net, target, downstream, seed=train.seed, codes=codes)
     metrics = {
         **down,
         "val": res.val,
@@ -83,14 +92,15 @@ def run_experiment(data, model: CMGConfig, train: TrainConfig, downstream: Downs
         "epochs_run": res.epochs_run,
         "train_steps": int(net.train_steps),
         "dataset": data.name,
+        **({} if downstream_data is None else {"downstream_dataset": target.name}),
         "modalities": data.modalities,
         "config": config,
     }
     if out is not None:
-        ev = np.flatnonzero(data.split == sp)
+        ev = np.flatnonzero(target.split == sp)
         save_pretrained(out / "model.pt", net, extra={"dataset": data.name, "seed": train.seed})
-        save_npz(out / "codes.npz", codebook=net.vq.codebook.numpy(), y=data.y[ev], split=np.array(sp),
-                 **{f"idx_{m}": codes["idx"][m][ev].numpy() for m in data.modalities})
+        save_npz(out / "codes.npz", codebook=net.vq.codebook.numpy(), y=target.y[ev], split=np.array(sp),
+                 **{f"idx_{m}": codes["idx"][m][ev].numpy() for m in target.modalities})
         save_csv(out / "history.csv", res.history)
         if res.steps: save_csv(out / "steps.csv", res.steps)
         save_json(out / "metrics.json", metrics)
