@@ -20,8 +20,10 @@ from .vq import codebook_health
 # %% auto #0
 __all__ = ['EVAL_SPLITS', 'RIDGE_ALPHA', 'paired_only', 'prepare_data', 'extract_codes', 'take_codes', 'SeqClassifier',
            'SegmentClassifier', 'seg_scores', 'HeadMethod', 'CodeDataset', 'DownstreamConfig', 'transfer_scores',
-           'code_histograms', 'retrieval_scores', 'ridge_r2', 'segment_r2', 'within_class_derangement',
-           'aligned_segments', 'alignment_scores', 'check_latents', 'mechanism_scores', 'downstream_eval']
+           'open_set_classes', 'msp', 'hscore', 'open_set_metrics', 'best_threshold', 'open_set_scores',
+           'toc_criterion', 'toc_dims', 'code_histograms', 'retrieval_scores', 'ridge_r2', 'segment_r2',
+           'within_class_derangement', 'aligned_segments', 'alignment_scores', 'check_latents', 'mechanism_scores',
+           'downstream_eval']
 
 # %% ../../nbs/35_cmg_downstream.ipynb #c005
 def paired_only(data):
@@ -136,7 +138,9 @@ EVAL_SPLITS = ("val", "test")
 
 @dataclass
 class DownstreamConfig:
-    "Head optimisation (official: Adam 4e-4, batch 80, clip 0.5, lr x0.5 at epochs 10 and 20, 30 epochs), retrieval ks, the scored split."
+    """Head optimisation (official: Adam 4e-4, batch 80, clip 0.5, lr x0.5 at epochs 10 and 20, 30 epochs),
+    retrieval ks, the scored split, and two options: open-set transfer (`open_set`) and TOC's selection of code
+    dimensions (`toc_*`)."""
     head_epochs: int = 30
     head_batch_size: int = 80
     head_lr: float = 4e-4
@@ -146,12 +150,45 @@ class DownstreamConfig:
     head_hidden: int | None = None
     ks: tuple = (1, 5, 10)
     eval_split: str = "test"        # 'test' (reported numbers) | 'val' (protocol sweeps: the test split is never read)
+    open_set: int = 0               # held-out (unknown) classes, the last `open_set` class ids; 0: closed set (off)
+    toc_k: int = 0                  # TOC: the heads see toc_k of the D code dimensions; 0: all of them (off)
+    toc_max_num: int = 1            # TOC mix (released --toc_max_num/--toc_min_num): of every toc_max_num + toc_min_num
+    toc_min_num: int = 0            # kept dimensions, toc_max_num have the largest criterion, toc_min_num the smallest
 
     def __post_init__(self):
         if self.eval_split not in EVAL_SPLITS:
             raise ConfigError(
                 f"DownstreamConfig.eval_split must be one of {list(EVAL_SPLITS)} ('val' for protocol sweeps, "
                 f"which then never read the test split; 'test' for the reported numbers), got {self.eval_split!r}"
+            )
+        for k in ("open_set", "toc_k", "toc_max_num", "toc_min_num"):
+            v = getattr(self, k)
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 0:
+                raise ConfigError(f"DownstreamConfig.{k} must be an integer >= 0, got {v!r}")
+        mix = self.toc_max_num + self.toc_min_num
+        if not self.toc_k and (self.toc_max_num, self.toc_min_num) != (1, 0):
+            raise ConfigError(
+                f"DownstreamConfig.toc_max_num={self.toc_max_num}, toc_min_num={self.toc_min_num} set, but TOC is off "
+                f"(toc_k=0); set toc_k to the number of dimensions to keep, or leave the mix at its default (1, 0)"
+            )
+        if self.toc_k and mix < 1:
+            raise ConfigError("DownstreamConfig.toc_max_num + toc_min_num must be >= 1 (the TOC mix), got 0 + 0")
+        if self.toc_k and self.toc_k < mix:
+            raise ConfigError(
+                f"DownstreamConfig.toc_k={self.toc_k} keeps (toc_k // {mix}) * {mix} = 0 dimensions with the mix "
+                f"toc_max_num={self.toc_max_num}, toc_min_num={self.toc_min_num}; expected toc_k >= {mix}, or 0 (off)"
+            )
+
+    def check(self, n_classes: int, dim: int) -> None:
+        "The bounds that need the data and the model: 0 <= open_set < n_classes - 1 (two known classes), toc_k <= dim."
+        if self.open_set and not self.open_set < n_classes - 1:
+            raise ConfigError(
+                f"DownstreamConfig.open_set={self.open_set}: expected 0 <= open_set < n_classes - 1 = {n_classes - 1} "
+                f"(at least two known classes of this dataset's {n_classes})"
+            )
+        if self.toc_k > dim:
+            raise ConfigError(
+                f"DownstreamConfig.toc_k={self.toc_k}: expected 0 <= toc_k <= D = {dim}, the codebook's width"
             )
 
     def train_config(self, seed: int, select_metric: str = "acc") -> TrainConfig:
@@ -192,6 +229,108 @@ def transfer_scores(codes: dict, data, task: str = "cls", cfg: DownstreamConfig 
                     key = f"inmod_loc_{{}}_{src}" if tgt == src else f"loc_{{}}_{src}_to_{tgt}"
                     out[key.format("prec")], out[key.format("f1")] = res["acc"], res["f1"]
     return out
+
+# %% ../../nbs/35_cmg_downstream.ipynb #o001
+def open_set_classes(n_classes: int, open_set: int) -> np.ndarray:
+    "The held-out (unknown) class ids: the last `open_set` of 0..n_classes-1 (released: the first ids are known)."
+    DownstreamConfig(open_set=open_set).check(n_classes, 0)
+    return np.arange(n_classes - open_set, n_classes)
+
+def msp(logits) -> np.ndarray:
+    "Maximum softmax probability per row, float64: the head's confidence, the open-set score."
+    return torch.softmax(torch.as_tensor(logits).double(), -1).max(-1).values.numpy()
+
+def hscore(known_acc: float, unknown_rej: float) -> float:
+    "Harmonic mean 2ab/(a+b) of known-class accuracy and unknown rejection; 0 when both are 0."
+    s = known_acc + unknown_rej
+    return 2 * known_acc * unknown_rej / s if s > 0 else 0.0
+
+def _open_inputs(score, correct, unknown) -> tuple:
+    score, correct, unknown = np.asarray(score, np.float64), np.asarray(correct, bool), np.asarray(unknown, bool)
+    if not score.ndim == 1 or not score.shape == correct.shape == unknown.shape:
+        raise ValueError(f"open-set scores: need 1-d score, correct, unknown of one length, got "
+                         f"{score.shape}, {correct.shape}, {unknown.shape}")
+    if unknown.all() or not unknown.any():
+        raise ValueError(f"open-set scores need known- and unknown-class samples; got {int((~unknown).sum())} known "
+                         f"and {int(unknown.sum())} unknown")
+    return score, correct & ~unknown, unknown
+
+def open_set_metrics(score, correct, unknown, tau: float) -> dict[str, float]:
+    """At threshold `tau` (reject when score < tau): `known_acc` (known-class samples with the right class, kept),
+    `unknown_rej` (unknown-class samples rejected) and `hscore`. `correct`: the argmax is the label (per sample)."""
+    score, ok, unknown = _open_inputs(score, correct, unknown)
+    keep = score >= tau
+    ka, ur = float((ok & keep).sum() / (~unknown).sum()), float((~keep & unknown).sum() / unknown.sum())
+    return {"known_acc": ka, "unknown_rej": ur, "hscore": hscore(ka, ur)}
+
+def best_threshold(score, correct, unknown) -> float:
+    "The tau among the sorted unique scores that maximises the H-score (reject when score < tau); ties: the smallest."
+    score, ok, unknown = _open_inputs(score, correct, unknown)
+    taus = np.unique(score)                                                # ascending
+    kept_ok = ok.sum() - np.searchsorted(np.sort(score[ok]), taus, "left")  # right and score >= tau
+    rejected = np.searchsorted(np.sort(score[unknown]), taus, "left")       # unknown and score < tau
+    ka, ur = kept_ok / (~unknown).sum(), rejected / unknown.sum()
+    s = ka + ur
+    h = np.where(s > 0, 2 * ka * ur / np.where(s > 0, s, 1.0), 0.0)
+    return float(taus[np.argmax(h)])                                       # argmax: the first (smallest) best tau
+
+# %% ../../nbs/35_cmg_downstream.ipynb #o004
+def open_set_scores(codes: dict, data, cfg: DownstreamConfig, seed: int = 0) -> dict[str, float]:
+    """Open-set transfer (`cfg.open_set` held-out classes): per source modality a head on the known classes, tau from
+    the source's val split; H-score, its parts, the oracle H and the known-class accuracy for every ordered pair."""
+    D = next(iter(codes["e"].values())).shape[-1]
+    held_out = open_set_classes(data.n_classes, cfg.open_set)          # the last ids: known labels stay 0..n_known-1
+    unknown, n_known = np.isin(data.y, held_out), data.n_classes - len(held_out)
+    rows = lambda m, split, known=False: np.flatnonzero((data.split == split) & data.mask[m] & ~(known & unknown))
+    ds = lambda m, r: CodeDataset(codes["e"][m][r], data.y[r])
+    out = {}
+    for src in codes["e"]:
+        seed_everything(seed)
+        method = HeadMethod(SeqClassifier(D, n_known, cfg.head_hidden))
+        val = ds(src, rows(src, "val", known=True))
+        fit(method, ds(src, rows(src, "train", known=True)), val if len(val) else None, cfg=cfg.train_config(seed),
+            device="cpu")
+        method.eval()
+        def scored(m, split):
+            "(MSP, argmax is the label, unknown class) for modality m's rows of split."
+            r = rows(m, split)
+            with torch.no_grad(): logits, y = method.predict(make_loader(ds(m, r), 512))
+            return msp(logits), (logits.argmax(-1) == y).numpy(), unknown[r]
+        try: tau = best_threshold(*scored(src, "val"))
+        except ValueError as e: raise ValueError(f"open_set: tau from modality {src!r}'s val split: {e}") from None
+        out[f"os_tau_{src}"] = tau
+        for tgt in codes["e"]:
+            sc, ok, unk = scored(tgt, cfg.eval_split)
+            sfx = src if tgt == src else f"{src}_to_{tgt}"
+            try: at, oracle = open_set_metrics(sc, ok, unk, tau), best_threshold(sc, ok, unk)
+            except ValueError as e:
+                raise ValueError(f"open_set: modality {tgt!r}'s {cfg.eval_split} split: {e}") from None
+            out[f"inmod_acc_{src}" if tgt == src else f"xmod_acc_{src}_to_{tgt}"] = float(ok[~unk].mean())
+            out[f"hscore_{sfx}"] = at["hscore"]
+            out[f"hscore_oracle_{sfx}"] = open_set_metrics(sc, ok, unk, oracle)["hscore"]
+            out[f"os_known_acc_{sfx}"], out[f"os_unknown_rej_{sfx}"] = at["known_acc"], at["unknown_rej"]
+    return out
+
+# %% ../../nbs/35_cmg_downstream.ipynb #t001
+def toc_criterion(codebook) -> torch.Tensor:
+    "TOC's score of each code dimension, float64 [D]: -0.7 mean_{i!=j} e_i[d] e_j[d] + 0.3 Var_i(e_i[d]) (unbiased)."
+    e = torch.as_tensor(codebook).detach().cpu().double()
+    if e.ndim != 2 or len(e) < 2: raise ValueError(f"toc_criterion: need a codebook [M>=2, D], got {list(e.shape)}")
+    M = len(e)
+    cross = (e.sum(0) ** 2 - (e ** 2).sum(0)) / (M * (M - 1))             # mean over ordered pairs i != j
+    return -0.7 * cross + 0.3 * e.var(0)
+
+def toc_dims(codebook, k: int, max_num: int = 1, min_num: int = 0) -> torch.Tensor:
+    """The code dimensions TOC keeps, ascending: (k // (max_num+min_num)) * max_num with the largest criterion and
+    (k // (max_num+min_num)) * min_num with the smallest of the rest; ties go to the lower index."""
+    crit = toc_criterion(codebook).numpy()
+    D = len(crit)
+    DownstreamConfig(toc_k=k, toc_max_num=max_num, toc_min_num=min_num).check(2, D)
+    if not k: raise ConfigError("toc_dims: toc_k=0 is TOC off (all dimensions); expected 1 <= toc_k <= D")
+    per, idx = k // (max_num + min_num), np.arange(D)
+    top = np.lexsort((idx, -crit))[: per * max_num]                       # criterion descending, lower index first
+    rest = np.lexsort((idx, crit)); rest = rest[~np.isin(rest, top)]      # ascending, lower index first
+    return torch.as_tensor(np.sort(np.r_[top, rest[: per * min_num]]), dtype=torch.long)
 
 # %% ../../nbs/35_cmg_downstream.ipynb #c016
 def code_histograms(idx: torch.Tensor, n_codes: int) -> torch.Tensor:
@@ -366,9 +505,11 @@ def mechanism_scores(codes: dict, data, split: str = "test", seed: int = 0, alph
 
 # %% ../../nbs/35_cmg_downstream.ipynb #c019
 def downstream_eval(model, data, cfg: DownstreamConfig | None = None, seed: int = 0, codes: dict | None = None) -> dict[str, float]:
-    """Classification, localization (if `seg_y`), retrieval, codebook health and mechanism metrics on `cfg.eval_split`
-    (`codes`: `extract_codes`' result for `data`, if at hand). With eval_split 'val' the test rows are never read."""
+    """Classification (open-set with `cfg.open_set`), localization (if `seg_y`), retrieval, codebook health and
+    mechanism metrics on `cfg.eval_split` (`codes`: `extract_codes`' result for `data`, if at hand); the heads see the
+    TOC dimensions with `cfg.toc_k`. With eval_split 'val' the test rows are never read."""
     cfg = cfg or DownstreamConfig()
+    cfg.check(data.n_classes, model.vq.codebook.shape[1])
     sp = cfg.eval_split
     # drop the test rows before anything reads them
     if sp != "test" and (data.split == "test").any():
@@ -379,10 +520,18 @@ def downstream_eval(model, data, cfg: DownstreamConfig | None = None, seed: int 
     n_ev = int((data.split == sp).sum())
     if not n_ev:
         raise ValueError(f"dataset {data.name!r} has no {sp!r} rows to score (eval_split={sp!r}); counts: {data.counts()}")
+    y_ev = data.y[data.split == sp]
+    if cfg.open_set: y_ev = y_ev[y_ev < data.n_classes - cfg.open_set]            # the known-class rows
     res = {"eval_split": sp, "n_train": int((data.split == "train").sum()), f"n_{sp}": n_ev,
-           "chance_acc": float(np.bincount(data.y[data.split == sp], minlength=data.n_classes).max() / n_ev)}
-    res.update(transfer_scores(codes, data, "cls", cfg, seed))
-    if data.seg_y is not None: res.update(transfer_scores(codes, data, "seg", cfg, seed))
+           "chance_acc": float(np.bincount(y_ev, minlength=data.n_classes).max() / max(len(y_ev), 1))}
+    head_codes = codes                                   # what the heads see: every dimension, or TOC's
+    if cfg.toc_k:
+        dims = toc_dims(model.vq.codebook, cfg.toc_k, cfg.toc_max_num, cfg.toc_min_num)
+        head_codes = {**codes, "e": {m: v[..., dims] for m, v in codes["e"].items()}}
+        res["toc_dims"] = len(dims)
+    res.update(open_set_scores(head_codes, data, cfg, seed) if cfg.open_set else
+               transfer_scores(head_codes, data, "cls", cfg, seed))
+    if data.seg_y is not None: res.update(transfer_scores(head_codes, data, "seg", cfg, seed))
     ev = np.flatnonzero((data.split == sp) & np.all([data.mask[m] for m in mods], 0))
     for a in mods:
         for b in mods:

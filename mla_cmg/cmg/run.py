@@ -38,6 +38,7 @@ def run_experiment(data, model: CMGConfig, train: TrainConfig, downstream: Downs
     "Pretrain `model` on `data` with `fit`, score the frozen model on `downstream.eval_split` of `downstream_data` (default `data`: cross-dataset when another); with `out_dir`, write the files above."
     from mla_cmg.data.benchmarks import content_hash
     downstream = downstream or DownstreamConfig()
+    downstream.check(data.n_classes, model.dim)       # open_set and toc_k against the data and the codebook, up front
     sp = downstream.eval_split
     if sp != "test":      # protocol sweeps: the test rows leave before anything (the hash included) reads them
         data = data.take(np.flatnonzero(data.split != "test"))
