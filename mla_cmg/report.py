@@ -17,12 +17,12 @@ from .runner import _flat_numbers
 # %% auto #0
 __all__ = ['MLA_COLUMNS', 'CMG_COLUMNS', 'CMG_LOCRET_COLUMNS', 'CMG_MECH_COLUMNS', 'SPLIT_STD', 'CMG_LABELS', 'ALPHA', 'POWER',
            'CMG_CLAIMS', 'CMG_MECHANISMS', 'MLA_FUSION', 'MLA_ABLATION', 'MLA_CLAIMS', 'MLA_MISSING_CLAIMS',
-           'SUMMARY_FIGURES', 'Col', 'expand', 'cell', 'mark_collapsed', 'results_table', 'write_table', 'datasheet',
-           'test_counts', 'reference_rows', 'split_interval', 'cmg_columns', 'retrieval_ks', 'Comparison', 'test_block',
-           'claims_md', 'cmg_claims', 'Runs', 'read_csv_rows', 'mla_names', 'weak_modality', 'mla_claims',
-           'fusion_claims', 'annotated_table', 'gap_figure', 'mla_report', 'cmg_benchmarks', 'cmg_report', 'drift',
-           'drift_md', 'findings_md', 'verdicts_md', 'pipeline_runs', 'headline', 'write_metrics', 'write_report',
-           'figure_captions']
+           'CMG_OPENSET_COLUMNS', 'SUMMARY_FIGURES', 'Col', 'expand', 'cell', 'mark_collapsed', 'results_table',
+           'write_table', 'datasheet', 'test_counts', 'reference_rows', 'split_interval', 'cmg_columns', 'retrieval_ks',
+           'Comparison', 'test_block', 'claims_md', 'cmg_claims', 'Runs', 'read_csv_rows', 'mla_names', 'weak_modality',
+           'mla_claims', 'fusion_claims', 'annotated_table', 'gap_figure', 'mla_report', 'cmg_benchmarks', 'cmg_report',
+           'cmg_beyond_runs', 'cmg_beyond_report', 'drift', 'drift_md', 'findings_md', 'verdicts_md', 'pipeline_runs',
+           'headline', 'write_metrics', 'write_report', 'figure_captions']
 
 # %% ../nbs/41_report.ipynb #c024
 @dataclass(frozen=True)
@@ -898,6 +898,69 @@ def cmg_report(runs: Runs, pipe: dict, out: Path, prepared="data/prepared", tsne
         save_fig(fig, out / "figures" / "cmg_tsne.png")
     return sections, tables, records
 
+# %% ../nbs/41_report.ipynb #c016b
+CMG_OPENSET_COLUMNS = [Col("H {a}→{b}", "hscore_{a}_to_{b}"), Col("H, oracle τ {a}→{b}", "hscore_oracle_{a}_to_{b}"),
+                       Col("known acc. {a}→{b}", "os_known_acc_{a}_to_{b}"),
+                       Col("unknown rejected {a}→{b}", "os_unknown_rej_{a}_to_{b}")]
+
+def cmg_beyond_runs(pipe: dict) -> list:
+    "`(group, benchmark, variant, run name)` of the pipeline's open-set, TOC and cross-dataset CMG stages."
+    out = []
+    for grp, key, name in (("cmg_openset", "unknown", "{v}_os{x}"), ("cmg_toc", "k", "{v}_toc{x}"),
+                           ("cmg_cross", "target", "{v}_to_{x}")):
+        g = pipe.get(grp) or {}
+        out += [(grp, b, v, name.format(v=v, x=g[key])) for b in g.get("benchmarks") or [] for v in g.get("variants") or []]
+    return out
+
+def cmg_beyond_report(runs: "Runs", pipe: dict, out: Path, prepared="data/prepared") -> tuple[list, dict, list]:
+    "Write the open-set, TOC and cross-dataset CMG tables under `out`; return (markdown sections, {table: JSON}, test records)."
+    sections, tables, records = [], {}, []
+    lab = lambda v: CMG_LABELS.get(v, v)
+    by = {}
+    for grp, b, v, name in cmg_beyond_runs(pipe): by.setdefault((grp, b), []).append((v, name))
+    for (grp, b), vs in by.items():
+        sums = {v: runs.summary("cmg", b, name) for v, name in vs}
+        done = {v: s for v, s in sums.items() if s is not None}
+        if not done: continue
+        mods = load_json(runs.seed_dirs("cmg", b, dict(vs)[next(iter(done))])[0] / "metrics.json")["modalities"]
+        g = pipe[grp]
+        if grp == "cmg_openset":
+            rows = {lab(v): s for v, s in done.items()}
+            md, js = annotated_table(rows, expand(CMG_OPENSET_COLUMNS, mods), datasheet(prepared, b), row_header="variant")
+            title = (f"CMG — {b}, open set: the last {g['unknown']} classes held out of the source head (H-score of known-class "
+                     f"accuracy and unknown rejection %, threshold τ chosen on the source modality's validation split; "
+                     f"beside it the oracle τ chosen on the test split itself, as the released code does)")
+        elif grp == "cmg_toc":
+            rows, comps = {}, []
+            for v, s in done.items():
+                base = runs.summary("cmg", b, v)
+                if base is not None: rows[lab(v)] = base
+                rows[f"{lab(v)}, TOC k = {g['k']}"] = s
+                if base is None: continue
+                for c in expand([CMG_COLUMNS[0]], mods):
+                    comps.append(Comparison("TOC improves transfer", "TOC (ACL 2025 Findings): +1.7 points on average",
+                                            b, c.label, f"{lab(v)}, TOC k = {g['k']}", lab(v), _metric(s, c.key),
+                                            _metric(base, c.key), paired=True))
+            md, js = annotated_table(rows, expand(CMG_COLUMNS, mods), datasheet(prepared, b), row_header="variant")
+            recs = test_block(comps, f"TOC, {b}") if comps else []
+            if recs: md += f"\nTOC against the same models without it (paired by seed):\n\n{claims_md(recs)}"; js["_tests"] = recs
+            records += recs
+            title = f"CMG — {b}, TOC: the downstream heads on the {g['k']} code dimensions TOC keeps (test accuracy %)"
+        else:
+            t, rows = g["target"], {}
+            for v, s in done.items():
+                for name, bench, rb in ((f"{lab(v)}: {b} → {b}", b, v), (f"{lab(v)}: {b} → {t}", b, dict(vs)[v]),
+                                        (f"{lab(v)}: {t} → {t}", t, v)):
+                    if (r := runs.summary("cmg", bench, rb)) is not None: rows[name] = r
+            md, js = annotated_table(rows, expand(CMG_COLUMNS, mods), datasheet(prepared, t), row_header="pretrained: data → downstream data")
+            title = (f"CMG — cross-dataset: pretrained on {b}, the downstream on {t} (test accuracy %), between the "
+                     f"within-dataset rows (the reference rows are {t}'s)")
+        key = f"{grp}_{b}"
+        tables[key] = js
+        write_table(out / "tables" / key, md, js, title=title)
+        sections.append(f"**{title}**\n\n{md}")
+    return sections, tables, records
+
 # %% ../nbs/41_report.ipynb #c018
 def drift(old: dict, new: dict, path: str = "") -> list:
     "Cells (`path`, old, new) of two table JSONs whose means differ by more than the larger seed std."
@@ -1011,6 +1074,7 @@ def pipeline_runs(pipe: dict) -> list:
     )
     out += [("cmg", b, v) for b, vs in cmg_benchmarks(pipe).items() for v in vs]
     out += [("cmg", b, v) for b in g("cmg_sweep").get("benchmarks") or [] for v in g("cmg_sweep").get("variants") or []]
+    out += [("cmg", b, name) for _, b, _, name in cmg_beyond_runs(pipe)]
     return out
 
 def headline(summary: dict, exp: str) -> dict:
@@ -1047,6 +1111,8 @@ def write_report(P: dict, runs_root="runs", out_dir="results", prepared="data/pr
     runs = Runs(runs_root, P.get("seeds", [0]), mla_names(P))
     mla_md, mla_js, mla_recs = mla_report(runs, P.get("pipeline", {}), out, P.get("report"), prepared)
     cmg_md, cmg_js, cmg_recs = cmg_report(runs, P.get("pipeline", {}), out, prepared, P.get("report"))
+    more_md, more_js, more_recs = cmg_beyond_report(runs, P.get("pipeline", {}), out, prepared)
+    cmg_md, cmg_js, cmg_recs = cmg_md + more_md, {**cmg_js, **more_js}, cmg_recs + more_recs
     moved = [(t, *d) for t, js in {**mla_js, **cmg_js}.items() if t in before for d in drift(before[t], js)]
     atomic_write_text(out / "drift.md", drift_md(moved))
     atomic_write_text(out / "findings.md", findings_md(mla_recs + cmg_recs))
