@@ -122,12 +122,16 @@ def results_md(params: dict) -> str:
         text = re.sub(r"^###\s+", "### ", text)
         if not text.startswith("###"): text = f"### {t.stem}\n\n" + text
         out += [text, "", f"*Source: `results/tables/{t.name}` (and `{t.stem}.json`).*", ""]
-    for name, profile in (("evidence", "evidence"), ("evidence_cmg", "evidence_cmg")):
-        ev = ROOT / "results" / name
+    for ev in sorted(p for p in (ROOT / "results").glob("evidence*") if p.is_dir()):   # every committed evidence profile
+        name = profile = ev.name
         if not ((ev / "figures").is_dir() or (ev / "tables").is_dir()): continue
-        out += [f"## Evidence: `profiles.{profile}` (`make evidence`)", "",
+        target = "evidence-main" if name == "evidence" else name.replace("_", "-")
+        out += [f"## Evidence: `profiles.{profile}` (`make {target}`)", "",
                 f"The same DAG on the wider grids of `profiles.{profile}` in `params.yaml`, copied to `results/{name}/`; "
                 "the method chapters (MLA evidence, CMG model) read these.", ""]
+        if (ev / "verdicts.md").exists():
+            v = (ev / "verdicts.md").read_text(encoding="utf-8").strip()
+            out += [f"### {name}: verdicts", "", re.sub(r"^\*\*(.+)\*\*$", r"#### \1", v, flags=re.M), ""]
         for t in sorted((ev / "tables").glob("*.md"), key=order):
             text = t.read_text(encoding="utf-8").strip()
             if not text.startswith("###"): text = f"### {t.stem}\n\n" + text
@@ -163,7 +167,7 @@ def stage(stage_dir: Path) -> dict:
     (stage_dir / "nbs").mkdir(parents=True)
     chs = chapters()
     info = {p.name: stage_chapter(p, stage_dir / "nbs" / p.name) for p in chs}
-    for figs in (ROOT / "results" / "figures", *(ROOT / "results" / e / "figures" for e in ("evidence", "evidence_cmg"))):  # tables are inlined
+    for figs in (ROOT / "results" / "figures", *sorted((ROOT / "results").glob("evidence*/figures"))):  # tables are inlined
         if figs.is_dir(): shutil.copytree(figs, stage_dir / figs.relative_to(ROOT), ignore=shutil.ignore_patterns("*.tmp*", ".*"))
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     (stage_dir / "index.md").write_text(index_md(chs), encoding="utf-8")

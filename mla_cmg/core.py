@@ -18,7 +18,7 @@ import yaml
 __all__ = ['seed_everything', 'set_threads', 'get_device', 'ConfigError', 'from_dict', 'split_config', 'read_yaml', 'load_params',
            'deep_merge', 'run_dir', 'atomic_path', 'atomic_write_bytes', 'atomic_write_text', 'save_json', 'load_json',
            'save_csv', 'save_npz', 'load_npz_arrays', 'save_checkpoint', 'load_checkpoint', 'config_hash',
-           'claim_run_dir', 'rng_state', 'set_rng_state', 'render_readme']
+           'claim_run_dir', 'rng_state', 'set_rng_state', 'evidence_verdicts', 'render_readme']
 
 # %% ../nbs/00_core.ipynb #c004
 def seed_everything(seed: int, deterministic: bool = False) -> int:
@@ -321,9 +321,26 @@ def set_rng_state(st: dict) -> None:
     if "cuda" in st and torch.cuda.is_available(): torch.cuda.set_rng_state_all(st["cuda"])
 
 # %% ../nbs/00_core.ipynb #c031
+def _without_preamble(verdicts: str) -> str:
+    "A verdicts.md without its first paragraph (how the claims are tested: the README says it once)."
+    text = verdicts.strip()
+    return text.split("\n\n", 1)[-1] if text.startswith("Each of the papers' claims") else text
+
+def evidence_verdicts(root=".") -> str:
+    "The verdict tables of every committed evidence profile (`results/evidence*/verdicts.md` without its preamble), each block titled with its folder and the make target that writes it."
+    import re
+    parts = []
+    for f in sorted(Path(root, "results").glob("evidence*/verdicts.md")):
+        name = f.parent.name
+        target = "evidence-main" if name == "evidence" else name.replace("_", "-")
+        text = _without_preamble(f.read_text())
+        text = re.sub(r"^\*\*(.+)\*\*$", lambda m: f"**{m.group(1)}** (`results/{name}/`, `make {target}`)", text, flags=re.M)
+        parts.append(text)
+    return "\n\n".join(parts) if parts else "*No evidence yet: run `make evidence`.*"
+
 def render_readme(nb_path="nbs/index.ipynb", out="README.md", results="results/summary.md", findings="results/findings.md",
                   verdicts="results/verdicts.md") -> Path:
-    "Export the index notebook to markdown as the repository README, with the pipeline's verdicts, results and findings inserted."
+    "Export the index notebook to markdown as the repository README, with the evidence's and the pipeline's verdicts, results and findings inserted."
     import nbformat
     from nbconvert import MarkdownExporter
     nb = nbformat.read(str(nb_path), as_version=4)
@@ -331,7 +348,9 @@ def render_readme(nb_path="nbs/index.ipynb", out="README.md", results="results/s
     body, _ = MarkdownExporter().from_notebook_node(nb)
     body = body.replace("](../", "](").replace('src="../', 'src="')
     root = Path(nb_path).resolve().parents[1]
+    body = body.replace("<!-- evidence verdicts -->", evidence_verdicts(root))
     for marker, f in (("<!-- verdicts -->", root / verdicts), ("<!-- results -->", root / results), ("<!-- findings -->", root / findings)):
-        body = body.replace(marker, f.read_text().strip() if f.exists() else "*No results yet: run `make repro`.*")
+        text = (_without_preamble(f.read_text()) if marker == "<!-- verdicts -->" else f.read_text().strip()) if f.exists() else None
+        body = body.replace(marker, text or "*No results yet: run `make repro`.*")
     header = "<!-- Generated from nbs/index.ipynb by `make export`; edit the notebook, not this file. -->\n\n"
     return atomic_write_text(out, header + body.strip() + "\n")
