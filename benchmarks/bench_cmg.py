@@ -62,8 +62,8 @@ def quantizer_steps(reps: int, M=400, D=256, B=80, T=10) -> dict:
 
 
 # the rows timed below, as switch settings (params.yaml cmg.variants)
-ROWS = {"full": {}, "no_club": {"club": False},
-        "vq": dict(club=False, cpc=False, mmema=False, cross_commit=False, reset=False, cmcm=False)}
+ROWS = {"full": {}, "no_club": {"decoupler": "none"},
+        "vq": dict(decoupler="none", cpc=False, mmema=False, cross_commit=False, reset=False, cmcm=False)}
 
 
 def pipeline_config(variant: str, **kw):
@@ -95,7 +95,7 @@ def main():
     m = UniCode({"audio": 13, "visual": 8}, pipeline_config("full"))
     g = {k: torch.randn(2, 80, 8, 64) for k in "qs"}
     print(f"\n2. CLUB inner steps (5 Adam steps, both modalities grouped), pipeline size: "
-          f"{timeit(lambda: m.train_club(dict(zip(m.mods, g['q'])), dict(zip(m.mods, g['s']))), a.reps):.2f} ms")
+          f"{timeit(lambda: m.train_decoupler(dict(zip(m.mods, g['q'])), dict(zip(m.mods, g['s']))), a.reps):.2f} ms")
     print("\n3. Uni-Code pretraining steps/s (B=80)")
     for size, dims, T, make in [("paper size: D=256, M=400, D_s=256, FFN 1024; inputs 128-d / 512-d, T=10",
                                  {"audio": 128, "video": 512}, 10, lambda v: cmg_config(**ROWS[v])),

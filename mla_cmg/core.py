@@ -91,12 +91,19 @@ def _close(k: str, names) -> str:
     m = difflib.get_close_matches(k, sorted(names), n=3)
     return f" (did you mean {', '.join(map(repr, m))}?)" if m else ""
 
+def _retired(cls, keys, src) -> list:
+    "What to say about each key of `keys` that dataclass `cls` no longer takes (its `RETIRED`: {old key: what to write instead})."
+    old = getattr(cls, "RETIRED", {})
+    return [f"'{k}'{src(k)} is no longer a key of {cls.__name__}: {old[k]}" for k in keys if k in old]
+
 def from_dict(cls, d: Mapping, where: str = "config", sources: Mapping | None = None):
-    "Build dataclass `cls` from mapping `d`, rejecting unknown, missing and mistyped keys (`sources`: where each key came from)."
+    "Build dataclass `cls` from mapping `d`, rejecting retired, unknown, missing and mistyped keys (`sources`: where each key came from)."
     if not isinstance(d, Mapping):
         raise ConfigError(f"{where}: expected a mapping of keys for {cls.__name__}, got {type(d).__name__}")
     fields = {f.name: f for f in dataclasses.fields(cls)}
     src = lambda k: f" (from {sources[k]})" if sources and k in sources else ""
+    retired = _retired(cls, d, src)
+    if retired: raise ConfigError(f"{where}: " + "; ".join(retired))
     unknown = [k for k in d if k not in fields]
     if unknown:
         raise ConfigError(
@@ -125,10 +132,12 @@ def split_config(flat: Mapping, parts: tuple, run_keys=(), defaults: Mapping | N
         raise ConfigError(
             f"{where}: the name(s) {sorted(shared)} belong to more than one configuration; give each one home"
         )
+    src = lambda k: f" (from {sources[k]})" if sources and k in sources else ""
+    retired = [m for c in parts for m in _retired(c, flat, src)]
+    if retired: raise ConfigError(f"{where}: " + "; ".join(retired))
     allowed = set(run_keys).union(*names.values())
     unknown = [k for k in flat if k not in allowed]
     if unknown:
-        src = lambda k: f" (from {sources[k]})" if sources and k in sources else ""
         raise ConfigError(
             f"{where}: unknown parameter(s) "
             + "; ".join(f"'{k}'{src(k)}{_close(k, allowed)}" for k in unknown)

@@ -218,7 +218,9 @@ CMG_LABELS = {"full": "Uni-Code (full)", "full_paper_club": "full, paper's CLUB 
               "no_club": "w/o CLUB", "no_cpc": "w/o Cross-CPC", "no_mmema": "w/o MM-EMA", "no_reset": "w/o reset",
               "no_cmcm": "w/o L_cmcm", "no_cpc_cmcm": "w/o Cross-CPC and L_cmcm", "vq": "VQ (shared codebook only)",
               "vq_nospec": "VQ, code-only decoder", "cmcm": "CMCM (L_cmcm, no DCID)",
-              "full_spec4": "Uni-Code, specific branch D_s = 4", "no_club_spec4": "w/o CLUB, specific branch D_s = 4"}
+              "full_spec4": "Uni-Code, specific branch D_s = 4", "no_club_spec4": "w/o CLUB, specific branch D_s = 4",
+              "full_grl": "Uni-Code, GRL decoupler instead of CLUB",
+              "full_grl_spec4": "Uni-Code, GRL decoupler, specific branch D_s = 4"}
 
 def cmg_columns(mods: list) -> dict:
     "The main CMG table's columns for modalities `mods`: `{label: (key, scale, digits)}` (from `CMG_COLUMNS`)."

@@ -44,14 +44,14 @@ def mla_case(method, missing=0.0, epochs=EPOCHS, **kw):
     return model, data, cfg, batch_collate
 
 
-def cmg_case():
+def cmg_case(decoupler="club"):
     seed_everything(0)
     g = torch.Generator().manual_seed(4)
     a = torch.randn(48, 5, 6, generator=g, dtype=torch.float64)
     b = a[..., :4] + 0.3 * torch.randn(48, 5, 4, generator=g, dtype=torch.float64)
     model = UniCode({"a": 6, "b": 4}, cmg_config(dim=8, n_codes=12, spec_dim=4, enc_layers=1, enc_heads=2,
                                                  enc_ff=16, enc_dropout=0.0, club_hidden=8, mi_iters=2, reset_after=2,
-                                                 club_start=0, club_warmup=2))
+                                                 club_start=0, club_warmup=2, decoupler=decoupler))
     ds = PairedSeqDataset({"a": a, "b": b})
     ds.x = {m: v.double() for m, v in ds.x.items()}
     cfg = TrainConfig(epochs=EPOCHS, batch_size=B, eval_batch_size=16, lr=3e-3, grad_clip=0.5, seed=0, progress=False,
@@ -72,7 +72,8 @@ CASES = {"joint": lambda: mla_case("joint"),
          "reconboost_released": lambda: mla_case("reconboost", missing=RB_MISSING, epochs=5, stage_epochs=1,
                                                  rectify_epochs=1, head_hidden=0, head="separate", reconcile="kl",
                                                  consolidation="released", empty_ensemble="one"),
-         "cmg_full": cmg_case}
+         "cmg_full": cmg_case,
+         "cmg_grl": lambda: cmg_case("grl")}
 RESUME = ("mla_owm", "cmg_full")
 
 

@@ -31,7 +31,7 @@ def test_default_full_model_codes_carry_the_class(seed):
     data = _pairing()
     model, train, down, _ = split_params({**SMALL, "epochs": 30, "batch_size": 32, "lr": 3e-3,
                                           "seed": seed, "head_epochs": 20})
-    assert model.club and model.cpc and model.mmema and model.reset and model.cmcm and model.mm_ema == "cross_attention"
+    assert model.decoupler == "club" and model.cpc and model.mmema and model.reset and model.cmcm and model.mm_ema == "cross_attention"
     n_steps = 30 * int(np.ceil((data.split == "train").sum() / 32))
     assert n_steps > model.club_start + model.club_warmup          # CLUB reaches its full weight within the run
     m = run_experiment(data, model, train, down)["metrics"]

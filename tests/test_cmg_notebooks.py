@@ -30,7 +30,7 @@ def test_train_cmg_notebook(tmp_path):
     _papermill(NBS / "train_cmg.ipynb", tmp_path / "run.ipynb", params, ROOT)
     m = json.loads((out / "metrics.json").read_text())
     cfg = m["config"]["model"]
-    assert cfg["club"] is True and cfg["mm_ema"] == "cross_attention" and cfg["n_codes"] == 16
+    assert cfg["decoupler"] == "club" and cfg["mm_ema"] == "cross_attention" and cfg["n_codes"] == 16
     for part in ("val", "test"):
         for k in ("loss", "recon", "commit", "club", "cpc", "cmcm", "perplexity_a", "perplexity_b", "used_all",
                   "used_partial", "used_none", "agreement"):
@@ -46,7 +46,7 @@ def test_train_cmg_notebook(tmp_path):
     from mla_cmg.core import seed_everything
     torch.set_num_threads(1); seed_everything(1)
     model = load_pretrained(out / "model.pt")
-    assert model.cfg.club and model.cfg.n_codes == 16
+    assert model.cfg.decoupler == "club" and model.cfg.n_codes == 16
     again = downstream_eval(model, prepare_data(str(data)), DownstreamConfig(head_epochs=1), seed=1)
     for k in ("test_perplexity_a", "test_used_all", "recall@5_a_to_b", "xmod_acc_a_to_b", "inmod_acc_b"):
         assert again[k] == m[k], (k, again[k], m[k])
@@ -55,5 +55,5 @@ def test_train_cmg_notebook(tmp_path):
                    ROOT, ok=False)
     assert "'lrr'" in r.stderr and "'lr'" in r.stderr and not (tmp_path / "bad" / "train").exists()
     # the same folder with another configuration is refused, never resumed into the old model
-    r = _papermill(NBS / "train_cmg.ipynb", tmp_path / "other.ipynb", {**params, "club": False}, ROOT, ok=False)
-    assert "another configuration" in r.stderr and "club" in r.stderr
+    r = _papermill(NBS / "train_cmg.ipynb", tmp_path / "other.ipynb", {**params, "decoupler": "none"}, ROOT, ok=False)
+    assert "another configuration" in r.stderr and "model.decoupler: 'club' -> 'none'" in r.stderr

@@ -1,4 +1,6 @@
-"""Uni-Code pretraining: kill-and-resume equals an uninterrupted run (CLUB estimators and their optimizers included)."""
+"""Uni-Code pretraining: kill-and-resume equals an uninterrupted run, with either decoupler (its networks and their
+optimizer included)."""
+import pytest
 import torch
 
 from mla_cmg.core import seed_everything, set_threads
@@ -25,11 +27,12 @@ def _run(run_dir, stop_after=None, **kw):
     return model, res
 
 
-def test_resume_equals_uninterrupted(tmp_path):
-    m1, r1 = _run(tmp_path / "a")
-    _, r_part = _run(tmp_path / "b", stop_after=2)
+@pytest.mark.parametrize("decoupler", ["club", "grl"])
+def test_resume_equals_uninterrupted(tmp_path, decoupler):
+    m1, r1 = _run(tmp_path / "a", decoupler=decoupler)
+    _, r_part = _run(tmp_path / "b", stop_after=2, decoupler=decoupler)
     assert r_part.epochs_run == 2
-    m2, r2 = _run(tmp_path / "b")                       # a fresh process would do the same: resumes from last.pt
+    m2, r2 = _run(tmp_path / "b", decoupler=decoupler)  # a fresh process would do the same: resumes from last.pt
     assert r2.epochs_run == 4 and [h["epoch"] for h in r2.history] == [0, 1, 2, 3]
     for h1, h2 in zip(r1.history, r2.history):
         for k in h1:
@@ -37,14 +40,16 @@ def test_resume_equals_uninterrupted(tmp_path):
     assert r1.val == r2.val
     s1, s2 = m1.state_dict(), m2.state_dict()
     assert s1.keys() == s2.keys() and all(torch.equal(s1[k], s2[k]) for k in s1)
+    assert any(k.startswith(f"{decoupler}.") for k in s1)                      # the decoupler's networks, compared
     assert int(m2.vq.n_resets) == int(m1.vq.n_resets) and int(m2.train_steps) == int(m1.train_steps) > 0
-    o1, o2 = m1.club_opt.state_dict()["state"], m2.club_opt.state_dict()["state"]   # CLUB optimizer state restored,
-    assert o1.keys() == o2.keys() and all(torch.equal(o1[i]["exp_avg"], o2[i]["exp_avg"]) for i in o1)   # not re-initialised
-    assert r1.history[-1]["train_club_weight"] == 1.0 and r1.history[0]["train_club_weight"] < 1.0   # the schedule ran
+    o1, o2 = m1.decoupler_opt.state_dict()["state"], m2.decoupler_opt.state_dict()["state"]   # its optimizer state
+    assert o1.keys() == o2.keys() and all(torch.equal(o1[i]["exp_avg"], o2[i]["exp_avg"]) for i in o1)   # restored
+    w = f"train_{decoupler}_weight"
+    assert r1.history[-1][w] == 1.0 and r1.history[0][w] < 1.0                  # the schedule ran
 
 
-def test_resume_rejects_other_club_setup(tmp_path):
-    import pytest
-    _run(tmp_path / "c", stop_after=1)
-    with pytest.raises((RuntimeError, ValueError), match="club"):      # never a silent resume into another model
-        _run(tmp_path / "c", club=False)
+@pytest.mark.parametrize("first, then", [("club", "none"), ("club", "grl"), ("grl", "none")])
+def test_resume_rejects_other_decoupler(tmp_path, first, then):
+    _run(tmp_path / "c", stop_after=1, decoupler=first)
+    with pytest.raises((RuntimeError, ValueError), match=first):   # never a silent resume into another model
+        _run(tmp_path / "c", decoupler=then)

@@ -1,6 +1,7 @@
 """Data-parallel training is the single-process math: 2 processes (torchrun, gloo on CPU) at per-rank batch B/2 end
-where 1 process at batch B ends (parameters, HGM P, codebook, CLUB, losses), and a 2-process run stopped after one
-epoch and resumed with 1 process ends where an uninterrupted run ends. Float64, so the tolerances are rounding only."""
+where 1 process at batch B ends (parameters, HGM P, codebook, CLUB or the GRL discriminators, losses), and a
+2-process run stopped after one epoch and resumed with 1 process ends where an uninterrupted run ends. Float64, so
+the tolerances are rounding only."""
 import os, subprocess, sys
 from pathlib import Path
 
@@ -59,7 +60,7 @@ def _same_run(r1, r2, name):
 
 
 @pytest.mark.parametrize("case", ["joint", "mla_owm", "ogm_ge", "mmpareto", "agm", "inforeg", "gblending", "reconboost",
-                                  "reconboost_released", "cmg_full"])
+                                  "reconboost_released", "cmg_full", "cmg_grl"])
 def test_two_processes_equal_one(runs, case):
     one, two = runs["one"], runs["two"]
     assert one["world"] == 1 and two["world"] == 2
@@ -79,8 +80,9 @@ def test_two_processes_equal_one(runs, case):
     if case.startswith("reconboost"):   # boost and rectify steps, the consolidation term, and a rank without b's rows
         assert {r["rectify"] for r in steps} == {0.0, 1.0} and any("loss_mc" in r for r in steps)
         assert _rank_without_b(epoch=2), "no batch of b's stage left a rank without b: the case does not test that"
-    if case == "cmg_full":   # the run exercised the parts that need synchronising
+    if case.startswith("cmg"):   # the run exercised the parts that need synchronising (the decoupler's term acted)
         assert int(st["vq.n_resets"]) > 0 and int(st["train_steps"]) == 6
+        assert any(r[{"cmg_full": "club_weight", "cmg_grl": "grl_weight"}[case]] > 0 for r in steps)
 
 
 def _rank_without_b(epoch):

@@ -124,6 +124,8 @@ REFUSED = {
     "--set typo n_code=3 (CMG)": (CMG + _sets(["n_code=3"]), None, 2, ["'n_code'", "did you mean 'n_codes'"]),
     "params typo in mla.common": (MLA, {"mla.common.epoch": 3}, 2, ["'epoch'", "[mla.common]", "did you mean 'epochs'"]),
     "params typo in a CMG variant": (CMG, {"cmg.variants.full.n_code": 3}, 2, ["'n_code'", "[cmg.variants.full]"]),
+    "retired switch club: false in a CMG variant": (CMG, {"cmg.variants.full.club": False}, 2,
+                                                    ["'club'", "[cmg.variants.full]", "`decoupler: none` for `club: false`"]),
     "--set typo under world_size 2": (MLA + _sets(["epoch=3", "world_size=2"]), None, 2, ["did you mean 'epochs'"]),
     "--set without =": (MLA + ["--set", "epochs"], None, 2, ["--set expects KEY=VALUE"]),
     "--set bad YAML": (MLA + _sets(["epochs=[1,"]), None, 2, ["--set", "not valid YAML"]),

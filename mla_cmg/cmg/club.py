@@ -11,11 +11,21 @@ from torch import nn
 from ..dist import all_reduce_grads, gather_cat, is_sharded, shard_offset
 
 # %% auto #0
-__all__ = ['CLUB_NEGATIVES', 'CLUB_TIME_POOLS', 'GroupedMLP', 'TemporalCLUB', 'club_inner_steps']
+__all__ = ['CLUB_NEGATIVES', 'CLUB_TIME_POOLS', 'as_groups', 'GroupedMLP', 'TemporalCLUB', 'inner_steps']
 
 # %% ../../nbs/32_cmg_club.ipynb #c004
 CLUB_NEGATIVES = ("sampled", "all")
 CLUB_TIME_POOLS = ("step", "official")
+
+def as_groups(x: torch.Tensor, y: torch.Tensor, groups: int, who: str) -> tuple[torch.Tensor, torch.Tensor]:
+    "x, y as [G,B,T,·] for `groups` nets run together (one net also takes [B,T,·]); otherwise a ValueError naming `who`."
+    if x.dim() == 3 and groups == 1: x, y = x[None], y[None]
+    if x.dim() != 4 or x.shape[0] != groups or y.shape[:3] != x.shape[:3]:
+        raise ValueError(
+            f"{who}(groups={groups}) expects x [G,B,T,Dx] and y [G,B,T,Dy] with G={groups}, "
+            f"got {list(x.shape)} and {list(y.shape)}"
+        )
+    return x, y
 
 class GroupedMLP(nn.Module):
     "G independent MLPs of the same shape run as batched matrix products: x [G, N, in] -> [G, N, out]."
@@ -46,16 +56,6 @@ class TemporalCLUB(nn.Module):
         self.negatives, self.time_pool, self.groups = negatives, time_pool, groups
         self.nets = GroupedMLP(2 * groups, [x_dim, hidden, hidden, hidden, y_dim])   # mu nets, then logvar nets
 
-    def _grouped(self, x: torch.Tensor, y: torch.Tensor):
-        "x, y as [G,B,T,·]; a single estimator (groups=1) also takes [B,T,·]."
-        if x.dim() == 3 and self.groups == 1: x, y = x[None], y[None]
-        if x.dim() != 4 or x.shape[0] != self.groups or y.shape[:3] != x.shape[:3]:
-            raise ValueError(
-                f"TemporalCLUB(groups={self.groups}) expects x [G,B,T,Dx] and y [G,B,T,Dy] with G={self.groups}, "
-                f"got {list(x.shape)} and {list(y.shape)}"
-            )
-        return x, y
-
     def gaussian(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         "mu(x), logvar(x) (logvar through Tanh) of x [G,B,T,Dx], every group through its own pair of nets."
         G, B, T, _ = x.shape
@@ -65,7 +65,7 @@ class TemporalCLUB(nn.Module):
     def loglik(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         "Mean Gaussian log-likelihood (up to a constant) of y given x: the estimator's objective, per group [G] (scalar for one)."
         single = x.dim() == 3
-        x, y = self._grouped(x, y)
+        x, y = as_groups(x, y, self.groups, "TemporalCLUB")
         mu, lv = self.gaussian(x)
         ll = torch.addcmul(lv, (mu - y).square(), lv.neg().exp_()).sum(-1).mean((1, 2)).mul(-0.5)   # g
         return ll[0] if single else ll
@@ -79,7 +79,7 @@ class TemporalCLUB(nn.Module):
         neg = negatives or self.negatives
         if neg not in CLUB_NEGATIVES: raise ValueError(f"negatives must be one of {list(CLUB_NEGATIVES)}, got {neg!r}")
         single = x.dim() == 3
-        x, y = self._grouped(x, y)
+        x, y = as_groups(x, y, self.groups, "TemporalCLUB")
         mu, lv = self.gaussian(x)                                                    # g b t dy
         ya = gather_cat(y, 1)                                                        # under torchrun: the global batch
         if neg == "sampled":                                                         # one shuffled partner per sample
@@ -104,16 +104,16 @@ class TemporalCLUB(nn.Module):
 
     mi_est = forward
 
-def club_inner_steps(club: TemporalCLUB, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor, iters: int = 5) -> torch.Tensor:
-    "Train the estimator `iters` steps on detached (x, y); returns the last negative log-likelihood (detached)."
+def inner_steps(net: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor, iters: int = 5) -> torch.Tensor:
+    "Train `net` (the estimator here; any module with `learning_loss(x, y)`) `iters` steps on detached (x, y); returns its last loss (detached)."
     x, y = x.detach(), y.detach()
     loss = torch.zeros((), device=x.device)
     for _ in range(iters):
         opt.zero_grad(set_to_none=True)
-        loss = club.learning_loss(x, y)
+        loss = net.learning_loss(x, y)
         loss.backward()
         # data-parallel: the global batch's gradient
-        if is_sharded(): all_reduce_grads(club.parameters())
+        if is_sharded(): all_reduce_grads(net.parameters())
         opt.step()
     opt.zero_grad(set_to_none=True)
     return loss.detach()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib, dataclasses
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -16,22 +17,27 @@ from torch import nn
 from ..core import ConfigError, from_dict, load_checkpoint, save_checkpoint
 from ..engine import Method
 from ..dist import all_reduce_sum
-from .club import CLUB_NEGATIVES, CLUB_TIME_POOLS, TemporalCLUB, club_inner_steps
+from .club import CLUB_NEGATIVES, CLUB_TIME_POOLS, TemporalCLUB, inner_steps
+from .grl import GRLDiscriminator
 from .cmcm import CMCM_FORMS, cmcm_loss
 from .cpc import CPC_ANCHORS, CrossCPC
 from .vq import (COMMIT_SCALES, EMA_ORDERS, MM_EMA_MODES, RESET_RULES, RESET_STATS, SharedCodebookEMA,
                  code_counts, codebook_health, perplexity)
 
 # %% auto #0
-__all__ = ['SWITCHES', 'CKPT_FORMAT', 'CMGConfig', 'cmg_config', 'SemanticEncoder', 'SpecificEncoder', 'Decoder', 'frozen',
-           'UniCode', 'save_pretrained', 'load_pretrained', 'PairedSeqDataset']
+__all__ = ['DECOUPLERS', 'SWITCHES', 'CKPT_FORMAT', 'CMGConfig', 'cmg_config', 'SemanticEncoder', 'SpecificEncoder', 'Decoder',
+           'frozen', 'UniCode', 'save_pretrained', 'load_pretrained', 'PairedSeqDataset']
 
 # %% ../../nbs/34_cmg_model.ipynb #c005
-SWITCHES = ("club", "cpc", "mmema", "cross_commit", "reset", "cmcm", "specific")
+DECOUPLERS = ("club", "grl", "none")   # CLUB (paper, cmg.club) | adversarial with gradient reversal (cmg.grl) | none
+SWITCHES = ("decoupler", "cpc", "mmema", "cross_commit", "reset", "cmcm", "specific")   # decoupler: one of DECOUPLERS; the rest on/off
 
 @dataclass
 class CMGConfig:
     "Sizes, loss options, weights and switches of Uni-Code; defaults are the paper's."
+    RETIRED: ClassVar[dict] = {   # keys of earlier versions, with what to write instead (core.from_dict names them)
+        "club": "the decoupler is one key now: write `decoupler: none` for `club: false`, `decoupler: club` (the "
+                "default) for `club: true`; `decoupler: grl` is the adversarial decoupler"}
     dim: int = 256                  # D: semantic / codebook dimension
     n_codes: int = 400              # M
     spec_dim: int = 256             # D_s: width of the specific branch
@@ -49,12 +55,12 @@ class CMGConfig:
     reset_rule: str = "any"         # 'any' (code; default, see cmg.vq) | 'both' (paper)
     reset_after: int = 300          # N_re, in training steps
     reset_stats: str = "consistent" # 'consistent' | 'keep' (code)
-    # CLUB (cmg.club)
-    club_hidden: int = 128
-    mi_iters: int = 5
-    mi_lr: float = 1e-3
-    club_negatives: str = "sampled"
-    club_time_pool: str = "step"
+    # the decoupler's networks: CLUB's estimators (cmg.club) or the GRL discriminators (cmg.grl)
+    club_hidden: int = 128          # their hidden width (both)
+    mi_iters: int = 5               # their Adam steps per batch on the detached (q, s) (both)
+    mi_lr: float = 1e-3             # their own Adam's learning rate (both)
+    club_negatives: str = "sampled" # (CLUB only)
+    club_time_pool: str = "step"    # (CLUB only)
     # Cross-CPC (cmg.cpc)
     cpc_layers: int = 1             # paper 1, code 2
     cpc_steps: int = 1
@@ -65,13 +71,13 @@ class CMGConfig:
     # loss weights
     w_recon: float = 1.0
     w_commit: float = 1.0
-    w_club: float = 1.0             # the paper's weight, reached after the warm-up below
-    club_start: int = 300           # optimizer steps with the CLUB term off (the estimators train from step 0) ...
+    w_club: float = 1.0             # the decoupler term's weight (the paper's for CLUB), reached after the warm-up below
+    club_start: int = 300           # optimizer steps with the decoupler term off (its networks train from step 0) ...
     club_warmup: int = 300          # ... then its weight rises linearly to w_club over this many steps (0 0 = paper)
     w_cpc: float = 1.0
     w_cmcm: float = 1.0
     # switches (all on: the full model); the paper's ablation rows and the baselines turn some off (params.yaml)
-    club: bool = True
+    decoupler: str = "club"         # 'club' (paper) | 'grl' (adversarial) | 'none'
     cpc: bool = True
     mmema: bool = True
     cross_commit: bool = True
@@ -83,7 +89,7 @@ class CMGConfig:
         for name, opts in [("mm_ema", MM_EMA_MODES), ("ema_order", EMA_ORDERS), ("reset_rule", RESET_RULES),
                            ("reset_stats", RESET_STATS), ("commit_scale", COMMIT_SCALES), ("cmcm_form", CMCM_FORMS),
                            ("club_negatives", CLUB_NEGATIVES), ("club_time_pool", CLUB_TIME_POOLS),
-                           ("cpc_anchors", CPC_ANCHORS)]:
+                           ("cpc_anchors", CPC_ANCHORS), ("decoupler", DECOUPLERS)]:
             if getattr(self, name) not in opts:
                 raise ConfigError(f"CMGConfig.{name} must be one of {list(opts)}, got {getattr(self, name)!r}")
         for name in ("dim", "n_codes", "spec_dim", "enc_layers", "enc_heads", "enc_ff", "club_hidden", "cpc_layers", "cpc_steps", "reset_after"):
@@ -92,18 +98,18 @@ class CMGConfig:
             if getattr(self, name) < 0: raise ConfigError(f"CMGConfig.{name} must be >= 0, got {getattr(self, name)}")
         if self.dim % self.enc_heads:
             raise ConfigError(f"CMGConfig.dim ({self.dim}) must be divisible by enc_heads ({self.enc_heads})")
-        if self.club and not self.specific:
-            raise ConfigError("CMGConfig: club=True needs specific=True (CLUB separates the codes from the specific "
-                              "features); set club=False or specific=True")
+        if self.decoupler != "none" and not self.specific:
+            raise ConfigError(f"CMGConfig: decoupler={self.decoupler!r} needs specific=True (the decoupler separates the "
+                              "codes from the specific features); set decoupler='none' or specific=True")
 
     @property
     def effective_mm_ema(self) -> str:
         "The quantizer's MM-EMA mode: `mm_ema` when MM-EMA is on, else 'none'."
         return self.mm_ema if self.mmema else "none"
 
-    def club_weight(self, step: int) -> float:
-        "Weight of the CLUB term at optimizer step `step` (0-based): 0 before `club_start`, then a linear ramp to `w_club`."
-        if not self.club or step < self.club_start: return 0.0
+    def decoupler_weight(self, step: int) -> float:
+        "Weight of the decoupler term (CLUB or GRL) at optimizer step `step` (0-based): 0 before `club_start`, then a linear ramp to `w_club`."
+        if self.decoupler == "none" or step < self.club_start: return 0.0
         return self.w_club * min(1.0, (step - self.club_start + 1) / max(1, self.club_warmup))
 
 def cmg_config(**overrides) -> CMGConfig:
@@ -156,7 +162,7 @@ def frozen(module: nn.Module):
 
 class UniCode(Method):
     "Uni-Code (DCID + MM-EMA + reset + L_cmcm) and its ablations/baselines, as a `Method` for `engine.fit`."
-    aux_modules = ("club",)
+    aux_modules = ("club", "grl")   # the decoupler's networks: their own optimizer, outside the main one
 
     def __init__(self, in_dims: dict[str, int], cfg: CMGConfig | None = None):
         super().__init__()
@@ -185,9 +191,17 @@ class UniCode(Method):
             else None
         )
         self.club = (TemporalCLUB(D, Ds, cfg.club_hidden, cfg.club_negatives, cfg.club_time_pool, groups=len(self.mods))
-                     if cfg.club else None)                                     # one estimator per modality, grouped
-        self.club_opt = torch.optim.Adam(self.club.parameters(), lr=cfg.mi_lr, fused=True) if cfg.club else None
+                     if cfg.decoupler == "club" else None)                      # one estimator per modality, grouped
+        self.grl = (GRLDiscriminator(D, Ds, cfg.club_hidden, groups=len(self.mods))
+                    if cfg.decoupler == "grl" else None)                        # one discriminator per modality, grouped
+        net = self.decoupler_net
+        self.decoupler_opt = torch.optim.Adam(net.parameters(), lr=cfg.mi_lr, fused=True) if net is not None else None
         self.register_buffer("train_steps", torch.zeros((), dtype=torch.long))   # optimizer steps taken
+
+    @property
+    def decoupler_net(self) -> nn.Module | None:
+        "The decoupler's own networks: CLUB's estimators or the GRL discriminators (None with `decoupler='none'`)."
+        return self.club if self.club is not None else self.grl
 
     # ---- forward pieces
     def encode(self, x: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -212,17 +226,22 @@ class UniCode(Method):
         finally: self.train(was)
 
     def _stack(self, d: dict[str, torch.Tensor]) -> torch.Tensor:
-        "Per-modality tensors stacked in model order: [G, ...] (the grouped CLUB's input)."
+        "Per-modality tensors stacked in model order: [G, ...] (the grouped decoupler networks' input)."
         return torch.stack([d[m] for m in self.mods])
 
-    def loss_terms(self, x: dict[str, torch.Tensor], out: dict, club_negatives: str | None = None,
-                   club_grad: bool = True) -> dict[str, torch.Tensor]:
-        "Unweighted loss terms of the switched-on components (the CLUB estimate without a graph when `club_grad` is False)."
+    def loss_terms(self, x: dict[str, torch.Tensor], out: dict, step: int | None = None,
+                   club_negatives: str | None = None) -> dict[str, torch.Tensor]:
+        "Unweighted loss terms of the switched-on components; the decoupler's term has no graph while its weight at `step` (default: the steps taken so far) is 0."
         cfg, vq = self.cfg, out["vq"]
+        graph = torch.is_grad_enabled() and cfg.decoupler_weight(int(self.train_steps) if step is None else step) > 0
         t = {"recon": sum(F.mse_loss(out["rec"][m], x[m]) for m in self.mods), "commit": vq.commit_loss}
-        if cfg.club:   # the estimator is a fixed critic here: gradients flow to q and s, never to its own weights
-            with torch.set_grad_enabled(club_grad and torch.is_grad_enabled()), frozen(self.club):
+        # the decoupler's networks are a fixed critic here: gradients flow to the codes, never to their own weights
+        if self.club is not None:   # (and to s: the estimate is differentiable in both)
+            with torch.set_grad_enabled(graph), frozen(self.club):
                 t["club"] = self.club(self._stack(vq.q), self._stack(out["s"]), negatives=club_negatives).sum()
+        if self.grl is not None:    # the discriminators' error; the codes receive its gradient reversed (s: the target)
+            with torch.set_grad_enabled(graph), frozen(self.grl):
+                t["grl"] = self.grl(self._stack(vq.q), self._stack(out["s"])).sum()
         if cfg.cpc:
             cpc = self.cpc(out["z"]); t["cpc"] = cpc["loss"]; t["cpc_acc"] = cpc["acc"]
         # the assignment's distances
@@ -230,31 +249,33 @@ class UniCode(Method):
         return t
 
     def total_loss(self, t: dict[str, torch.Tensor], step: int | None = None) -> torch.Tensor:
-        "Weighted sum of the loss terms; the CLUB weight is the schedule's at `step` (default: the steps taken so far)."
+        "Weighted sum of the loss terms; the decoupler's weight is the schedule's at `step` (default: the steps taken so far)."
         step = int(self.train_steps) if step is None else step
-        w = dict(recon=self.cfg.w_recon, commit=self.cfg.w_commit, club=self.cfg.club_weight(step), cpc=self.cfg.w_cpc,
+        w_dec = self.cfg.decoupler_weight(step)
+        w = dict(recon=self.cfg.w_recon, commit=self.cfg.w_commit, club=w_dec, grl=w_dec, cpc=self.cfg.w_cpc,
                  cmcm=self.cfg.w_cmcm)
         return sum(w[k] * v for k, v in t.items() if k in w)
 
     # ---- engine interface
-    def train_club(self, q: dict[str, torch.Tensor], s: dict[str, torch.Tensor]) -> torch.Tensor:
-        "`mi_iters` Adam steps of the CLUB estimators (all modalities at once) on detached (q, s); returns the last summed NLL."
-        return club_inner_steps(self.club, self.club_opt, self._stack(q), self._stack(s), self.cfg.mi_iters)
+    def train_decoupler(self, q: dict[str, torch.Tensor], s: dict[str, torch.Tensor]) -> torch.Tensor:
+        "`mi_iters` Adam steps of the decoupler's networks (all modalities at once) on detached (q, s); returns their last summed loss (CLUB: the NLL; GRL: the squared error)."
+        return inner_steps(self.decoupler_net, self.decoupler_opt, self._stack(q), self._stack(s), self.cfg.mi_iters)
 
     def training_step(self, batch: dict, ctx) -> dict:
-        "One Uni-Code step: forward (+EMA, reset), CLUB inner steps, weighted loss, backward, `ctx.step()`."
+        "One Uni-Code step: forward (+EMA, reset), the decoupler's inner steps, weighted loss, backward, `ctx.step()`."
         x = batch["x"]
         step = int(self.train_steps)
-        w_club = self.cfg.club_weight(step)
         out = self(x)
         logs = {}
-        if self.club is not None: logs["club_nll"] = self.train_club(out["vq"].q, out["s"])
-        t = self.loss_terms(x, out, club_grad=w_club > 0)
+        if self.decoupler_net is not None:
+            aux_loss = self.train_decoupler(out["vq"].q, out["s"])
+            if self.club is not None: logs["club_nll"] = aux_loss   # (GRL: the term `grl` is its error after these steps)
+        t = self.loss_terms(x, out, step)
         loss = self.total_loss(t, step)
         loss.backward()
         ctx.step()
         self.train_steps.add_(1)
-        if self.club is not None: logs["club_weight"] = w_club
+        if self.decoupler_net is not None: logs[f"{self.cfg.decoupler}_weight"] = self.cfg.decoupler_weight(step)
         logs.update({"loss": loss.detach(), **{k: v.detach() for k, v in t.items()}})
         for m in self.mods:   # (data-parallel: of the global batch's usage)
             logs[f"perplexity_{m}"] = perplexity(all_reduce_sum(code_counts(out["vq"].idx[m], self.cfg.n_codes)))
@@ -263,7 +284,7 @@ class UniCode(Method):
     def metric_names(self) -> set:
         "The keys `evaluate` returns, known before training (so `fit` rejects a misspelt `select_metric` at once)."
         cfg, mods = self.cfg, self.mods
-        terms = {"recon", "commit"} | ({"club"} if cfg.club else set()) | ({"cpc", "cpc_acc"} if cfg.cpc else set())
+        terms = {"recon", "commit"} | ({cfg.decoupler} - {"none"}) | ({"cpc", "cpc_acc"} if cfg.cpc else set())
         terms |= {"cmcm"} if cfg.cmcm else set()
         pairs = {f"agree_{a}_{b}" for i, a in enumerate(mods) for b in mods[i + 1:]}
         return terms | pairs | {"loss", "train_steps", "used_all", "used_partial", "used_none", "agreement"} \
@@ -286,15 +307,15 @@ class UniCode(Method):
         return res
 
     def extra_state(self) -> dict:
-        return {"club_opt": self.club_opt.state_dict()} if self.club_opt is not None else {}
+        return {"decoupler_opt": self.decoupler_opt.state_dict()} if self.decoupler_opt is not None else {}
 
     def load_extra_state(self, state: dict) -> None:
-        if ("club_opt" in state) != (self.club_opt is not None):
+        if ("decoupler_opt" in state) != (self.decoupler_opt is not None):
             raise ValueError(
-                f"checkpoint {'has' if 'club_opt' in state else 'lacks'} a CLUB optimizer state, "
-                f"the model {'has' if self.club_opt is not None else 'has no'} CLUB (config club={self.cfg.club})"
+                f"checkpoint {'has' if 'decoupler_opt' in state else 'lacks'} a decoupler optimizer state, the model "
+                f"{'has' if self.decoupler_opt is not None else 'has no'} decoupler (config decoupler={self.cfg.decoupler!r})"
             )
-        if self.club_opt is not None: self.club_opt.load_state_dict(state["club_opt"])
+        if self.decoupler_opt is not None: self.decoupler_opt.load_state_dict(state["decoupler_opt"])
 
 # %% ../../nbs/34_cmg_model.ipynb #c019
 CKPT_FORMAT = "mla_cmg.cmg.unicode/1"
