@@ -15,7 +15,7 @@ export MKL_NUM_THREADS ?= 1
 # DVC stage commands call `python`: the venv's.
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: setup export check-export check-outputs outputs docs browser fetch-data test test-nbs test-py test-slow smoke evidence evidence-main evidence-cmg evidence-baselines repro lab clean-venv
+.PHONY: setup export check-export check-outputs outputs docs browser fetch-data test test-nbs test-py test-slow smoke evidence evidence-main evidence-cmg evidence-baselines evidence-cmg-beyond repro lab clean-venv
 
 setup: $(STAMP)
 
@@ -91,7 +91,7 @@ smoke: setup
 # that each fits one working session): profiles.evidence -> results/evidence/ (MLA grids and sweeps, the CMG Table-2
 # grid with 10 seeds for the deciding rows), profiles.evidence_cmg -> results/evidence_cmg/ (the CMG protocol sweep on
 # validation, the no-nuisance control, the real pairing).
-evidence: evidence-main evidence-cmg evidence-baselines
+evidence: evidence-main evidence-cmg evidence-baselines evidence-cmg-beyond
 
 evidence-main: setup
 	$(BIN)/python scripts/run_profile.py evidence --results results/evidence
@@ -102,6 +102,9 @@ evidence-cmg: setup
 # The five balanced-learning baselines beside MLA on every MLA benchmark, and their validation sweeps.
 evidence-baselines: setup
 	$(BIN)/python scripts/run_profile.py evidence_baselines --results results/evidence_baselines
+
+evidence-cmg-beyond: setup
+	$(BIN)/python scripts/run_profile.py evidence_cmg_beyond --results results/evidence_cmg_beyond
 
 lab: setup
 	$(BIN)/jupyter lab nbs $(if $(filter 0,$(shell id -u)),--allow-root)

@@ -16,13 +16,14 @@ from .runner import _flat_numbers
 
 # %% auto #0
 __all__ = ['MLA_COLUMNS', 'CMG_COLUMNS', 'CMG_LOCRET_COLUMNS', 'CMG_MECH_COLUMNS', 'SPLIT_STD', 'CMG_LABELS', 'ALPHA', 'POWER',
-           'CMG_CLAIMS', 'CMG_MECHANISMS', 'MLA_FUSION', 'MLA_ABLATION', 'MLA_CLAIMS', 'MLA_MISSING_CLAIMS',
-           'CMG_OPENSET_COLUMNS', 'SUMMARY_FIGURES', 'Col', 'expand', 'cell', 'mark_collapsed', 'results_table',
-           'write_table', 'datasheet', 'test_counts', 'reference_rows', 'split_interval', 'cmg_columns', 'retrieval_ks',
-           'Comparison', 'test_block', 'claims_md', 'cmg_claims', 'Runs', 'read_csv_rows', 'mla_names', 'weak_modality',
-           'mla_claims', 'fusion_claims', 'annotated_table', 'gap_figure', 'mla_report', 'cmg_benchmarks', 'cmg_report',
-           'cmg_beyond_runs', 'cmg_beyond_report', 'drift', 'drift_md', 'findings_md', 'verdicts_md', 'pipeline_runs',
-           'headline', 'write_metrics', 'write_report', 'figure_captions']
+           'CMG_CLAIMS', 'CMG_MECHANISMS', 'CMG_SUCCESSOR_CLAIMS', 'MLA_FUSION', 'MLA_ABLATION', 'MLA_CLAIMS',
+           'MLA_MISSING_CLAIMS', 'CMG_OPENSET_COLUMNS', 'SUMMARY_FIGURES', 'Col', 'expand', 'cell', 'mark_collapsed',
+           'results_table', 'write_table', 'datasheet', 'test_counts', 'reference_rows', 'split_interval',
+           'cmg_columns', 'retrieval_ks', 'Comparison', 'test_block', 'claims_md', 'cmg_claims', 'Runs',
+           'read_csv_rows', 'mla_names', 'weak_modality', 'mla_claims', 'fusion_claims', 'annotated_table',
+           'gap_figure', 'mla_report', 'cmg_benchmarks', 'cmg_report', 'cmg_beyond_runs', 'cmg_beyond_report', 'drift',
+           'drift_md', 'findings_md', 'verdicts_md', 'pipeline_runs', 'headline', 'write_metrics', 'write_report',
+           'figure_captions']
 
 # %% ../nbs/41_report.ipynb #c024
 @dataclass(frozen=True)
@@ -396,7 +397,14 @@ CMG_MECHANISMS = [  # (the model with the component, the row without it, what th
         1,
     ),
     ("full", "no_reset", "the reset leaves fewer codes unused", "§3.3", Col("unused codes", "test_used_none"), -1),
+    # the adversarial decoupler of the successors (issue 20): it should remove the nuisance as CLUB is meant to
+    ("full_grl", "no_club", "the GRL decoupler removes the modality-specific nuisance from the codes", "AHA (2026)",
+     Col("nuisance in codes {m} (R², %)", "nuis_r2_{m}"), -1),
+    ("full_grl_spec4", "no_club_spec4", "the GRL decoupler removes the modality-specific nuisance from the codes (narrow "
+     "specific branch)", "AHA (2026)", Col("nuisance in codes {m} (R², %)", "nuis_r2_{m}"), -1),
 ]
+# claims of the paper's successors: (row a, row b, the claim that a beats b, where it is made)
+CMG_SUCCESSOR_CLAIMS = [("full_grl", "full", "an adversarial decoupler (GRL) transfers better than CLUB", "AHA (2026)")]
 
 def cmg_claims(rows: dict, mods: list, bench: str = "") -> tuple[str, list]:
     "(markdown, records): full against each `CMG_CLAIMS` row present in `rows = {variant: summary}`, every transfer direction, one block (Welch; Holm within each claim)."
@@ -406,6 +414,11 @@ def cmg_claims(rows: dict, mods: list, bench: str = "") -> tuple[str, list]:
         for c in expand([CMG_COLUMNS[0]], mods):
             comps.append(Comparison(claim, where, bench or "CMG", c.label, CMG_LABELS["full"], CMG_LABELS.get(v, v),
                                     _metric(rows["full"], c.key), _metric(rows[v], c.key)))
+    for a, v, claim, where in CMG_SUCCESSOR_CLAIMS:
+        if rows.get(a) is None or rows.get(v) is None: continue
+        for c in expand([CMG_COLUMNS[0]], mods):
+            comps.append(Comparison(claim, where, bench or "CMG", c.label, CMG_LABELS.get(a, a), CMG_LABELS.get(v, v),
+                                    _metric(rows[a], c.key), _metric(rows[v], c.key)))
     recs = test_block(comps, f"CMG claims, {bench}" if bench else "CMG claims")
     mech = []       # each component's mechanism, where the benchmark measures it (chapter 35): its own Holm block
     for base, v, claim, where, col, sign in CMG_MECHANISMS:

@@ -18,7 +18,8 @@ from mla_cmg.runner import apply_profile
 from mla_cmg.sweeps import effective_variants
 
 ROOT = Path(__file__).resolve().parents[1]
-PROFILES = {"evidence": "evidence", "evidence_cmg": "evidence_cmg", "evidence_baselines": "evidence_baselines"}     # results/<folder> -> the profile that wrote it
+PROFILES = {"evidence": "evidence", "evidence_cmg": "evidence_cmg", "evidence_baselines": "evidence_baselines",
+            "evidence_cmg_beyond": "evidence_cmg_beyond"}     # results/<folder> -> the profile that wrote it
 SWEEPS = sorted(f for d in PROFILES for f in (ROOT / "results" / d / "tables").glob("sweep_*.json"))
 
 
