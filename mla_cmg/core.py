@@ -336,13 +336,16 @@ def _without_preamble(verdicts: str) -> str:
     return text.split("\n\n", 1)[-1] if text.startswith("Each of the papers' claims") else text
 
 def evidence_verdicts(root=".") -> str:
-    "The verdict tables of every committed evidence profile (`results/evidence*/verdicts.md` without its preamble), each block titled with its folder and the make target that writes it."
+    "The verdict tables of every committed evidence profile (`results/evidence*/verdicts.md` without its preamble), each block titled with its folder and the make target that writes it; the CMG profiles (`evidence_cmg*`) give their CMG blocks only."
     import re
     parts = []
     for f in sorted(Path(root, "results").glob("evidence*/verdicts.md")):
         name = f.parent.name
         target = "evidence-main" if name == "evidence" else name.replace("_", "-")
-        text = _without_preamble(f.read_text())
+        blocks = re.split(r"\n(?=\*\*)", _without_preamble(f.read_text()))
+        if name.startswith("evidence_cmg"):   # they train one MLA row only so that the report stage has its inputs
+            blocks = [b for b in blocks if b.startswith(("**CMG", "**TOC"))]
+        text = "\n".join(blocks).strip()
         text = re.sub(r"^\*\*(.+)\*\*$", lambda m: f"**{m.group(1)}** (`results/{name}/`, `make {target}`)", text, flags=re.M)
         parts.append(text)
     return "\n\n".join(parts) if parts else "*No evidence yet: run `make evidence`.*"
