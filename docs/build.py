@@ -25,6 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 from nb_outputs import chapters  # noqa: E402  the library chapters in dependency (file-name) order, as `make outputs` runs them
+from mla_cmg.core import evidence_target  # noqa: E402
 
 GROUPS = [("Shared pieces", "0"), ("Data", "1"), ("MLA (CVPR 2024)", "2"), ("CMG / Uni-Code (NeurIPS 2023)", "3"),
           ("Figures and report", "4")]
@@ -125,7 +126,7 @@ def results_md(params: dict) -> str:
     for ev in sorted(p for p in (ROOT / "results").glob("evidence*") if p.is_dir()):   # every committed evidence profile
         name = profile = ev.name
         if not ((ev / "figures").is_dir() or (ev / "tables").is_dir()): continue
-        target = "evidence-main" if name == "evidence" else name.replace("_", "-")
+        target = evidence_target(name)
         out += [f"## Evidence: `profiles.{profile}` (`make {target}`)", "",
                 f"The same DAG on the wider grids of `profiles.{profile}` in `params.yaml`, copied to `results/{name}/`; "
                 "the method chapters (MLA evidence, CMG model) read these.", ""]

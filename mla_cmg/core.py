@@ -18,7 +18,7 @@ import yaml
 __all__ = ['seed_everything', 'set_threads', 'get_device', 'ConfigError', 'from_dict', 'split_config', 'read_yaml', 'load_params',
            'deep_merge', 'run_dir', 'atomic_path', 'atomic_write_bytes', 'atomic_write_text', 'save_json', 'load_json',
            'save_csv', 'save_npz', 'load_npz_arrays', 'save_checkpoint', 'load_checkpoint', 'config_hash',
-           'claim_run_dir', 'rng_state', 'set_rng_state', 'evidence_verdicts', 'render_readme']
+           'claim_run_dir', 'rng_state', 'set_rng_state', 'evidence_target', 'evidence_verdicts', 'render_readme']
 
 # %% ../nbs/00_core.ipynb #c004
 def seed_everything(seed: int, deterministic: bool = False) -> int:
@@ -335,13 +335,16 @@ def _without_preamble(verdicts: str) -> str:
     text = verdicts.strip()
     return text.split("\n\n", 1)[-1] if text.startswith("Each of the papers' claims") else text
 
+def evidence_target(name: str) -> str:
+    "The make target that writes `results/<name>/` (an evidence profile's folder)."
+    return "evidence-main" if name == "evidence" else name.replace("_", "-")
+
 def evidence_verdicts(root=".") -> str:
     "The verdict tables of every committed evidence profile (`results/evidence*/verdicts.md` without its preamble), each block titled with its folder and the make target that writes it; the CMG profiles (`evidence_cmg*`) give their CMG blocks only."
     import re
     parts = []
     for f in sorted(Path(root, "results").glob("evidence*/verdicts.md")):
-        name = f.parent.name
-        target = "evidence-main" if name == "evidence" else name.replace("_", "-")
+        name, target = f.parent.name, evidence_target(f.parent.name)
         blocks = re.split(r"\n(?=\*\*)", _without_preamble(f.read_text()))
         if name.startswith("evidence_cmg"):   # they train one MLA row only so that the report stage has its inputs
             blocks = [b for b in blocks if b.startswith(("**CMG", "**TOC"))]

@@ -409,13 +409,8 @@ CMG_SUCCESSOR_CLAIMS = [("full_grl", "full", "an adversarial decoupler (GRL) tra
 def cmg_claims(rows: dict, mods: list, bench: str = "") -> tuple[str, list]:
     "(markdown, records): full against each `CMG_CLAIMS` row present in `rows = {variant: summary}`, every transfer direction, one block (Welch; Holm within each claim)."
     comps = []
-    for v, claim, where in CMG_CLAIMS:
-        if rows.get("full") is None or v not in rows: continue
-        for c in expand([CMG_COLUMNS[0]], mods):
-            comps.append(Comparison(claim, where, bench or "CMG", c.label, CMG_LABELS["full"], CMG_LABELS.get(v, v),
-                                    _metric(rows["full"], c.key), _metric(rows[v], c.key)))
-    for a, v, claim, where in CMG_SUCCESSOR_CLAIMS:
-        if rows.get(a) is None or rows.get(v) is None: continue
+    for a, v, claim, where in [("full", *c) for c in CMG_CLAIMS] + CMG_SUCCESSOR_CLAIMS:   # a beats v, says the claim
+        if rows.get(a) is None or v not in rows: continue
         for c in expand([CMG_COLUMNS[0]], mods):
             comps.append(Comparison(claim, where, bench or "CMG", c.label, CMG_LABELS.get(a, a), CMG_LABELS.get(v, v),
                                     _metric(rows[a], c.key), _metric(rows[v], c.key)))

@@ -19,11 +19,11 @@ from .vq import codebook_health
 
 # %% auto #0
 __all__ = ['EVAL_SPLITS', 'RIDGE_ALPHA', 'paired_only', 'prepare_data', 'extract_codes', 'take_codes', 'SeqClassifier',
-           'SegmentClassifier', 'seg_scores', 'HeadMethod', 'CodeDataset', 'DownstreamConfig', 'transfer_scores',
-           'open_set_classes', 'msp', 'hscore', 'open_set_metrics', 'best_threshold', 'open_set_scores',
-           'toc_criterion', 'toc_dims', 'code_histograms', 'retrieval_scores', 'ridge_r2', 'segment_r2',
-           'within_class_derangement', 'aligned_segments', 'alignment_scores', 'check_latents', 'mechanism_scores',
-           'downstream_eval']
+           'SegmentClassifier', 'seg_scores', 'HeadMethod', 'CodeDataset', 'DownstreamConfig', 'fit_head',
+           'transfer_scores', 'open_set_classes', 'msp', 'hscore', 'open_set_metrics', 'best_threshold',
+           'open_set_scores', 'toc_criterion', 'toc_dims', 'code_histograms', 'retrieval_scores', 'ridge_r2',
+           'segment_r2', 'within_class_derangement', 'aligned_segments', 'alignment_scores', 'check_latents',
+           'mechanism_scores', 'downstream_eval']
 
 # %% ../../nbs/35_cmg_downstream.ipynb #c005
 def paired_only(data):
@@ -199,6 +199,13 @@ class DownstreamConfig:
 
 def _rows(data, split, m): return np.flatnonzero((data.split == split) & data.mask[m])
 
+def fit_head(make_head, train, val, cfg: DownstreamConfig, seed: int, task: str = "cls", multilabel: bool = False) -> HeadMethod:
+    "A head from `make_head()` (built after seeding with `seed`), trained on `train` with the official optimisation, its epoch selected on `val` (when it has rows); in eval mode."
+    seed_everything(seed)
+    method = HeadMethod(make_head(), task, multilabel)
+    fit(method, train, val if len(val) else None, cfg=cfg.train_config(seed), device="cpu")
+    return method.eval()
+
 def transfer_scores(codes: dict, data, task: str = "cls", cfg: DownstreamConfig | None = None, seed: int = 0) -> dict[str, float]:
     "Train a head on each modality's codes; in-modality and zero-shot cross-modal scores on `cfg.eval_split` for every ordered pair."
     cfg = cfg or DownstreamConfig()
@@ -214,12 +221,9 @@ def transfer_scores(codes: dict, data, task: str = "cls", cfg: DownstreamConfig 
     ds = lambda m, split: CodeDataset(codes["e"][m][_rows(data, split, m)], target[_rows(data, split, m)])
     out = {}
     for src in mods:
-        seed_everything(seed)
-        head = SeqClassifier(D, n_out, cfg.head_hidden) if task == "cls" else SegmentClassifier(D, n_out, cfg.head_hidden)
-        method = HeadMethod(head, task, multilabel)
-        val = ds(src, "val")
-        fit(method, ds(src, "train"), val if len(val) else None, cfg=cfg.train_config(seed), device="cpu")
-        method.eval()
+        Head = SeqClassifier if task == "cls" else SegmentClassifier
+        method = fit_head(lambda: Head(D, n_out, cfg.head_hidden), ds(src, "train"), ds(src, "val"), cfg, seed, task,
+                          multilabel)
         with torch.no_grad():
             for tgt in mods:
                 res = method.evaluate(make_loader(ds(tgt, cfg.eval_split), 512))
@@ -285,12 +289,8 @@ def open_set_scores(codes: dict, data, cfg: DownstreamConfig, seed: int = 0) -> 
     ds = lambda m, r: CodeDataset(codes["e"][m][r], data.y[r])
     out = {}
     for src in codes["e"]:
-        seed_everything(seed)
-        method = HeadMethod(SeqClassifier(D, n_known, cfg.head_hidden))
-        val = ds(src, rows(src, "val", known=True))
-        fit(method, ds(src, rows(src, "train", known=True)), val if len(val) else None, cfg=cfg.train_config(seed),
-            device="cpu")
-        method.eval()
+        method = fit_head(lambda: SeqClassifier(D, n_known, cfg.head_hidden), ds(src, rows(src, "train", known=True)),
+                          ds(src, rows(src, "val", known=True)), cfg, seed)
         def scored(m, split):
             "(MSP, argmax is the label, unknown class) for modality m's rows of split."
             r = rows(m, split)
