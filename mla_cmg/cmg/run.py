@@ -38,13 +38,13 @@ def run_experiment(data, model: CMGConfig, train: TrainConfig, downstream: Downs
     "Pretrain `model` on `data` with `fit`, score the frozen model on `downstream.eval_split` of `downstream_data` (default `data`: cross-dataset when another); with `out_dir`, write the files above."
     from mla_cmg.data.benchmarks import content_hash
     downstream = downstream or DownstreamConfig()
-    downstream.check(data.n_classes, model.dim)       # open_set and toc_k against the data and the codebook, up front
     sp = downstream.eval_split
     if sp != "test":      # protocol sweeps: the test rows leave before anything (the hash included) reads them
         data = data.take(np.flatnonzero(data.split != "test"))
         if downstream_data is not None: downstream_data = downstream_data.take(np.flatnonzero(downstream_data.split != "test"))
     has_val = bool((data.split == "val").any())
     target = data if downstream_data is None else downstream_data
+    downstream.check(target.n_classes, model.dim)     # open_set and toc_k against the scored data and the codebook, up front
     for d in {id(data): data, id(target): target}.values():
         if sp == "val" and not (d.split == "val").any():
             raise ConfigError(f"eval_split='val' needs validation rows; dataset {d.name!r} has none ({d.counts()})")
