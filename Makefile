@@ -15,7 +15,7 @@ export MKL_NUM_THREADS ?= 1
 # DVC stage commands call `python`: the venv's.
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: setup export check-export check-outputs outputs docs browser fetch-data test test-nbs test-py test-slow smoke evidence evidence-main evidence-cmg evidence-baselines evidence-cmg-beyond repro lab clean-venv
+.PHONY: setup export check-export check-outputs outputs docs browser fetch-data test test-nbs test-py test-slow smoke evidence evidence-main evidence-cmg evidence-baselines evidence-cmg-beyond paper repro lab clean-venv
 
 setup: $(STAMP)
 
@@ -105,6 +105,16 @@ evidence-baselines: setup
 
 evidence-cmg-beyond: setup
 	$(BIN)/python scripts/run_profile.py evidence_cmg_beyond --results results/evidence_cmg_beyond
+
+# The papers' datasets on a GPU box (issue 22, chapter 15): put the download in data/raw/papers/$(PAPER) (a folder or a
+# symlink to it), then `make paper PAPER=crema_d` (or kinetics_sounds, ave) runs profiles.paper_$(PAPER): preprocessing,
+# MLA and the baselines (CMG on ave) -> results/paper_$(PAPER). The copy is kept in $(PAPER_WORK), so a second call
+# resumes: preprocessed clips and finished stages are not redone. Not part of make repro or CI.
+PAPER ?= crema_d
+PAPER_WORK ?= $(HOME)/mla_cmg-paper-$(PAPER)
+paper: setup
+	@test -e data/raw/papers/$(PAPER) || { echo "data/raw/papers/$(PAPER): not found. Put the $(PAPER) download there, or a symlink to it (ln -s /path/to/download data/raw/papers/$(PAPER)); chapter 15 (nbs/15_data_paper_bench.ipynb) says what it must hold."; exit 2; }
+	$(BIN)/python scripts/run_profile.py paper_$(PAPER) --results results/paper_$(PAPER) --keep --workdir $(PAPER_WORK)
 
 lab: setup
 	$(BIN)/jupyter lab nbs $(if $(filter 0,$(shell id -u)),--allow-root)

@@ -5,7 +5,8 @@
     python scripts/run_profile.py evidence --results results/evidence --report-from RUNS   # report kept runs again
 
 The copy holds the files git tracks plus untracked, non-ignored files (so uncommitted work is tested), and the
-fetched wheels in data/raw when this checkout has them (the fetch stage then finds them up to date).
+fetched wheels in data/raw when this checkout has them (the fetch stage then finds them up to date), and a link to
+data/raw/papers (the papers' downloads, `make paper`) when it exists.
 `profiles.<NAME>` of params.yaml is merged over params.yaml in the copy, then `dvc repro` runs the same stages,
 runner and report as `make repro`. With `--results DEST` the copy's tables, figures and summary are copied to DEST.
 
@@ -45,6 +46,10 @@ def make_copy(dst: Path, profile: str) -> Path:
     for whl in (ROOT / "data" / "raw").glob("*.whl"):
         (dst / "data" / "raw").mkdir(parents=True, exist_ok=True)
         shutil.copy2(whl, dst / "data" / "raw" / whl.name)
+    papers = ROOT / "data" / "raw" / "papers"         # the papers' downloads (make paper): linked, never copied
+    if papers.exists() and not (dst / "data" / "raw" / "papers").exists():
+        (dst / "data" / "raw").mkdir(parents=True, exist_ok=True)
+        (dst / "data" / "raw" / "papers").symlink_to(papers.resolve(), target_is_directory=True)
     params = yaml.safe_load((dst / "params.yaml").read_text())
     (dst / "params.yaml").write_text(yaml.safe_dump(apply_profile(params, profile), sort_keys=False))
     sh("git init -q && git add -A && git -c user.name=profile -c user.email=profile@localhost commit -qm profile", dst)

@@ -17,8 +17,8 @@ from ..engine import TrainConfig, fit, make_loader
 from .methods import METHODS, build_method, gap_metrics, method_entry, method_options, probe_accuracies
 
 # %% auto #0
-__all__ = ['SYNTHETIC', 'RUN_KEYS', 'MLA_TRAIN', 'load_mla_data', 'FastSplit', 'batch_collate', 'run_experiment', 'split_params',
-           'reselect']
+__all__ = ['SYNTHETIC', 'RUN_KEYS', 'MLA_TRAIN', 'load_mla_data', 'FastSplit', 'run_splits', 'batch_collate', 'run_experiment',
+           'split_params', 'reselect']
 
 # %% ../../nbs/23_mla_run.ipynb #c006
 SYNTHETIC = ("synthetic", "synthetic_xor", "synthetic3")
@@ -26,8 +26,13 @@ SYNTHETIC = ("synthetic", "synthetic_xor", "synthetic3")
 def load_mla_data(dataset: str = "synthetic", root: str = "data/prepared", data_seed: int = 0,
                   interaction: float | None = None, missing_rate: float = 0.0, mask_seed: int = 0,
                   standardize: bool = True, synthetic: dict | None = None, build_missing: bool = False):
-    "An `MMData`: a prepared benchmark by name, a dataset `.npz` path, or a synthetic benchmark with changed knobs."
+    "An `MMData` (a prepared benchmark by name, a dataset `.npz` path, or a synthetic benchmark with changed knobs), or the `PaperData` of a paper clip dataset."
     from mla_cmg.data import benchmarks as bm, format as fmt
+    from mla_cmg.data.paper_bench import PAPER_DATASETS, load_paper
+    if PAPER_DATASETS.get(dataset, ("",))[0] == "clips":       # the papers' clip datasets stream from disk (chapter 15)
+        given = [k for k, v in (("interaction", interaction), ("synthetic", synthetic), ("missing_rate", missing_rate)) if v]
+        if given: raise ConfigError(f"dataset {dataset!r} streams clips from disk: {given} do not apply to it")
+        return load_paper(Path(root) / f"{dataset}.npz")
     if interaction is not None or synthetic:
         if dataset not in SYNTHETIC:
             raise ConfigError(f"interaction/synthetic knobs apply to {list(SYNTHETIC)} only, not dataset={dataset!r}")
@@ -62,6 +67,13 @@ class FastSplit(torch.utils.data.Dataset):
             x={m: t[0] for m, t in b["x"].items()}, mask={m: t[0] for m, t in b["mask"].items()}, y=b["y"][0], idx=b["idx"][0]
         )
 
+def run_splits(data, eval_split: str = "test", seed: int = 0) -> dict:
+    "A run's train, val and scored splits: `FastSplit`s of an `MMData`, or a `PaperData`'s clips streamed from disk (train augmented, seeded)."
+    from mla_cmg.data.paper_bench import PaperData
+    if isinstance(data, PaperData):
+        return {"train": data.dataset("train", train=True, seed=seed), "val": data.dataset("val"), "test": data.dataset(eval_split)}
+    return {"train": FastSplit(data, "train"), "val": FastSplit(data, "val"), "test": FastSplit(data, eval_split)}
+
 def batch_collate(items):
     "Pass a batch from `FastSplit.__getitems__` through; collate a list of samples otherwise."
     from mla_cmg.data.format import collate
@@ -84,8 +96,9 @@ def run_experiment(data, method, enc: EncoderConfig | dict | None = None,
     enc = EncoderConfig(**(enc or {})) if isinstance(enc, dict) or enc is None else enc
     train = TrainConfig(**train) if isinstance(train, dict) else (train or TrainConfig())
     from mla_cmg.data.benchmarks import content_hash
+    from mla_cmg.data.paper_bench import PaperData
     config = {
-        "data": {"name": data.name, "sha256": content_hash(data)},
+        "data": {"name": data.name, "sha256": data.sha256 if isinstance(data, PaperData) else content_hash(data)},
         "method": dataclasses.asdict(method),
         "encoder": dataclasses.asdict(enc),
         "train": {k: v for k, v in dataclasses.asdict(train).items() if k != "progress"},
@@ -98,13 +111,14 @@ def run_experiment(data, method, enc: EncoderConfig | dict | None = None,
     seed_everything(train.seed)
     model = build_method(method, data.shapes, data.n_classes, enc)
     # with eval_split='val' (a protocol sweep) the val split stands in for test everywhere below: nothing reads test
-    ds = {"train": FastSplit(data, "train"), "val": FastSplit(data, "val"), "test": FastSplit(data, eval_split)}
+    ds = run_splits(data, eval_split, train.seed)
     t0 = time.time()
     res = fit(model, ds["train"], ds["val"], ds["test"], train, run_dir=out_dir / "ckpt" if out_dir else None,
               collate_fn=batch_collate, device=device, resume=resume)
     train_time = time.time() - t0
     if not is_main(): return {"metrics": None, "history": res.history, "features": None, "model": model, "timing": None}
     loader = lambda s: make_loader(ds[s], train.eval_batch_size, collate_fn=batch_collate)
+    if isinstance(data, PaperData): ds["train"] = data.dataset("train")     # the probe reads un-augmented clips
     model.to("cpu")
     f_te = model.features(loader("test"))
     trained = model.modalities                     # the modalities the method has encoders for
