@@ -4,7 +4,7 @@
 
 # %% ../../nbs/15_data_paper_bench.ipynb #c003
 from __future__ import annotations
-import dataclasses, hashlib, json, sys
+import dataclasses, hashlib, json, subprocess, sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -182,8 +182,9 @@ def prepare_paper(name: str, params: dict | None = None, out_dir="data/prepared"
         save_json(folder / "preprocess.json", {"raw": str(raw), "files": sorted(p.name for p in raw.iterdir())})
         save_dataset(out, data); save_json(out.with_suffix(".json"), sheet)
         return out
-    from mla_cmg.data.preprocess import main as preprocess
-    rc = preprocess(preprocess_argv(name, raw, folder, cfg))
+    cmd = [sys.executable, "-m", "mla_cmg.data.preprocess", *preprocess_argv(name, raw, folder, cfg)]
+    print("$", " ".join(cmd[1:]), flush=True)       # its own process: a run never imports the preprocessing
+    rc = subprocess.run(cmd).returncode
     if rc: raise RuntimeError(f"preprocessing {name} ({raw} -> {folder}) failed with exit status {rc}; see above")
     opts = {"audio": cfg.audio, "n_frames": cfg.n_frames, "image_size": cfg.image_size}
     data = write_index(out, name, folder, opts, cfg.augment)
@@ -202,6 +203,9 @@ _OFFICIAL = {  # what the papers' code does, per row of the card (mla.md section
                "cmg": "VGG19 pool5 maps of 1 frame per second, 10 s"},
     "audio feature": {"mla": "Kaldi fbank 128 bins, 10 ms, 1024 frames (extract_fbank.py); the loader reads *_fbank",
                       "cmg": "VGGish 128-d per second, 10 s"},
+    "classes": {"crema_d": "6 emotions from the file names (ANG DIS FEA HAP NEU SAD), sorted: stat_cre.txt",
+                "kinetics_sounds": "31 Kinetics-400 classes (stat_ks.txt, not shipped), sorted",
+                "ave": "28 events + background, one-hot per second (labels.h5)"},
     "split": {"mla": "the shipped lists: a random 90/10 train/test split, no validation split",
               "cmg": "AVE's train/val/test"},
     "selection": {"mla": "the best test epoch (no validation split)", "cmg": "the pretraining epoch best on AVE downstream"},
@@ -223,6 +227,8 @@ def protocol_card(name: str, params: dict) -> str:
             "frames": f"1 fps, {cfg.n_frames} per clip at i·(n//{cfg.n_frames}) of the sorted names; {cfg.image_size}²"
                       f"{', crop + flip in training' if cfg.augment else ''}",
             "audio feature": {"fbank": "Kaldi fbank 128 bins, 10 ms, 1024 frames", "spec": "log |STFT| 129 x 626 (extract_spec)"}[cfg.audio],
+            "classes": ("6 emotions from the file names, sorted" if name == "crema_d" else
+                        f"the names in {cfg.classes}" if cfg.classes else "every class folder of the download, sorted"),
             "split": (f"{cfg.split} (seed {cfg.seed})" + (f"; validation {cfg.val_frac:.0%} of train" if cfg.val_frac else "; no validation split")),
             "selection": "the epoch with the best validation accuracy (the best test epoch is kept beside it as official_*)"
                          if cfg.val_frac else "the last epoch",
@@ -233,10 +239,11 @@ def protocol_card(name: str, params: dict) -> str:
             "epochs / batch": f"{g('epochs')} pretraining epochs / {g('batch_size', 80)}",
             "encoders": f"VGGish / VGG19 features ({cfg.spatial}-pooled maps), D = {g('dim')}, {g('n_codes')} codes",
             "frames": "VGG19 pool5 maps of 1 frame per second, 10 s", "audio feature": "VGGish 128-d per second, 10 s",
+            "classes": "28 events (the video label: the most frequent event second)",
             "split": "AVE's train/val/test", "selection": "the last pretraining epoch",
         }
     prec = f"{g('precision', 'fp32')}, channels-last {g('channels_last', False)}, loader workers {g('num_workers', 0)}"
-    rows = [(k, ours[k], _OFFICIAL[k][wing]) for k in _OFFICIAL] + [("precision / loading", prec, "fp32")]
+    rows = [(k, ours[k], v.get(wing, v.get(name))) for k, v in _OFFICIAL.items()] + [("precision / loading", prec, "fp32")]
     head = f"| {name} ({wing.upper()}) | this repository (params.yaml) | the papers' code |\n|---|---|---|\n"
     return head + "".join(f"| {k} | {a} | {b} |\n" for k, a, b in rows)
 
