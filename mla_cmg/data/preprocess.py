@@ -69,7 +69,7 @@ def mla_fbank(wave, sr: int = SAMPLE_RATE, target: int = FBANK_FRAMES) -> np.nda
 # %% ../../nbs/14_data_preprocess.ipynb #c010
 def mla_spec(wave, sr: int = SAMPLE_RATE, rng=None, seconds: float = 5.0, min_seconds: float = 10.0,
              n_fft: int = 256, hop: int = 128) -> np.ndarray:
-    "MLA's `extract_spec.py` feature: tile to >= 10 s, random 5 s crop, log(|STFT| + 1e-7), float32 [129, 626]."
+    "MLA's `extract_spec.py` feature: tile to >= 10 s, random 5 s crop, log(abs(STFT) + 1e-7), float32 [129, 626]."
     x = np.asarray(wave, np.float64)
     if x.size == 0: raise ValueError("empty waveform")
     x = np.tile(x, int(np.ceil(min_seconds * sr / x.size)))
@@ -422,6 +422,8 @@ def preprocess(dataset: str, raw_dir, out_dir, audio: str = "fbank", frame_size:
     msg = (f"preprocess: {len(ok)} clips ({', '.join(f'{s} {n}' for s, n in record['clips'].items())}) in {out_dir}; "
            f"{record['processed']} processed, {record['skipped']} already done, {len(failures)} failed")
     log(msg)
+    for s in sorted({where[c["id"]] for c in clips if c["id"] in where} - {s for s in SPLITS if record["clips"][s]}):
+        log(f"preprocess: warning: split {s!r} has no clip left (all of its clips failed); the loader cannot read it")
     if failures:
         log(f"preprocess: {len(failures)} clips failed and are left out of the lists:")
         for f in record["failures"]: log(f"  {f['file']}: {f['error']}")
