@@ -357,7 +357,8 @@ def preprocess(dataset: str, raw_dir, out_dir, audio: str = "fbank", frame_size:
     log = log or (lambda m: print(m, file=sys.stderr, flush=True))
     if dataset not in DATASETS: raise ValueError(f"unknown dataset {dataset!r}; expected one of {sorted(DATASETS)}")
     if audio not in ("fbank", "spec"): raise ValueError(f"audio must be 'fbank' or 'spec', got {audio!r}")
-    if not (0 <= val_frac < 1 and 0 < test_frac < 1): raise ValueError(f"need 0 <= val_frac < 1 and 0 < test_frac < 1")
+    if not (0 <= val_frac < 1 and 0 < test_frac < 1): raise ValueError(f"need 0 <= val_frac < 1 and 0 < test_frac < 1, got {val_frac}, {test_frac}")
+    if frame_size is not None and frame_size < 1: raise ValueError(f"frame_size must be a positive number of pixels, got {frame_size}")
     tag, ext, default_split = DATASETS[dataset]
     if lists is not None and split not in (None, "lists"): raise ValueError("--lists and --split are exclusive")
     split = "lists" if lists is not None else (split or default_split)
@@ -386,7 +387,8 @@ def preprocess(dataset: str, raw_dir, out_dir, audio: str = "fbank", frame_size:
     write_text(out_dir / "preprocess.json", json.dumps(record, indent=1) + "\n")
     jobs = [dict(c, split=where[c["id"]], out_dir=str(out_dir), audio_kind=audio, frame_size=frame_size, seed=seed)
             for c in clips if c["id"] in where]
-    workers = max(1, min(workers or os.cpu_count() or 1, len(jobs) or 1))
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    workers = max(1, min(workers or cores, len(jobs) or 1))
     from tqdm.auto import tqdm
     results, bar = [], tqdm(total=len(jobs), desc=f"{dataset} -> {out_dir.name}", unit="clip", disable=not progress, file=sys.stderr)
     def _done(r):
