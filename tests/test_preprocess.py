@@ -255,6 +255,13 @@ def test_official_lists_and_strict(raw_crema, tmp_path, capsys):
     assert crema_d(out, "train").ids == ids[:8] and crema_d(out, "test").ids == ids[8:11]
     rec = json.loads((out / "preprocess.json").read_text())
     assert rec["notes"]["unlisted"] == len(durations) - 11          # raw clips not in the lists are left out
+    # `--split lists` says the same (as chapter 15's prepare_paper passes it); without --lists it is an error
+    rc, err = run(["crema_d", raw, out, "--split", "lists", "--lists", lists, "--val-frac", "0", "--workers", "1"], capsys)
+    assert rc == 0 and json.loads((out / "preprocess.json").read_text())["skipped"] == 11
+    rc, err = run(["crema_d", raw, tmp_path / "o2", "--split", "lists"], capsys)
+    assert rc == 2 and "--lists DIR" in err
+    rc, err = run(["crema_d", raw, tmp_path / "o2", "--split", "speaker", "--lists", lists], capsys)
+    assert rc == 2 and "--split lists" in err
 
 
 def test_command_line_in_a_subprocess(raw_crema, tmp_path):

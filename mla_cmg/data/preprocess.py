@@ -360,7 +360,8 @@ def preprocess(dataset: str, raw_dir, out_dir, audio: str = "fbank", frame_size:
     if not (0 <= val_frac < 1 and 0 < test_frac < 1): raise ValueError(f"need 0 <= val_frac < 1 and 0 < test_frac < 1, got {val_frac}, {test_frac}")
     if frame_size is not None and frame_size < 1: raise ValueError(f"frame_size must be a positive number of pixels, got {frame_size}")
     tag, ext, default_split = DATASETS[dataset]
-    if lists is not None and split not in (None, "lists"): raise ValueError("--lists and --split are exclusive")
+    if lists is not None and split not in (None, "lists"): raise ValueError(f"--lists goes with --split lists (or no --split), not --split {split}")
+    if split == "lists" and lists is None: raise ValueError("--split lists needs --lists DIR (the folder of the official list files)")
     split = "lists" if lists is not None else (split or default_split)
     if split == "speaker" and dataset != "crema_d": raise ValueError("--split speaker needs speaker ids (CREMA-D only)")
     if split == "folders" and dataset != "kinetics_sounds": raise ValueError("--split folders is for Kinetics-Sounds' raw split folders")
@@ -440,8 +441,9 @@ def main(argv=None) -> int:
     p.add_argument("out_dir", help="where the loader's layout is written")
     p.add_argument("--audio", choices=["fbank", "spec"], default="fbank", help="extract_fbank.py [1024,128] (default) or extract_spec.py [129,626]")
     p.add_argument("--frame-size", type=int, default=None, help="resize the shorter side of the frames to S (default: keep)")
-    p.add_argument("--split", choices=["random", "speaker", "folders"], default=None,
-                   help="random 90/10 by clip (CREMA-D default), by speaker (CREMA-D), or the raw split folders (Kinetics default)")
+    p.add_argument("--split", choices=["random", "speaker", "folders", "lists"], default=None,
+                   help="random 90/10 by clip (CREMA-D default), by speaker (CREMA-D), the raw split folders (Kinetics default), "
+                        "or the official lists of --lists")
     p.add_argument("--lists", default=None, help="a folder with the official my_{train,test}_{cre,ks}.txt to use instead of a drawn split")
     p.add_argument("--val-frac", type=float, default=0.1, help="validation share carved from train (0: the papers' two splits)")
     p.add_argument("--test-frac", type=float, default=0.1, help="test share of the random and speaker splits")
