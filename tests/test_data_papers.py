@@ -89,6 +89,24 @@ def test_cremad_missing_files_report_path_and_list_line(cremad):
         P.crema_d(cremad, "train")
 
 
+def test_cremad_spectrogram_folder_and_worker_seeds(cremad):
+    for sid in ("1001_DFA_ANG_XX", "1012_IEO_HAP_MD", "1091_WSI_SAD_XX"):
+        npy(cremad / "audio" / "test_spec" / f"{sid}.npy", np.ones((129, 626), np.float32))
+    assert P.crema_d(cremad, "test", audio="spec", image_size=8)[0]["x"]["audio"].shape == (129, 626)
+    assert P.crema_d(cremad, "test", image_size=8)[0]["x"]["audio"].shape == (1024, 128)     # the default is unchanged
+    with pytest.raises(ValueError, match="'fbank'.*'spec'.*'mel'"):
+        P.crema_d(cremad, "test", audio="mel")
+    (cremad / "audio" / "test_spec" / "1012_IEO_HAP_MD.npy").unlink()
+    with pytest.raises(FileNotFoundError, match="test_spec/1012_IEO_HAP_MD.npy"):
+        P.crema_d(cremad, "test", audio="spec")
+    # seed_worker (a DataLoader worker_init_fn calls it on the worker's copy): own stream per seed, the same seed the same
+    a, b = P.crema_d(cremad, "test", augment=True), P.crema_d(cremad, "test", augment=True)
+    a.seed_worker(5); b.seed_worker(6)
+    draws = [d.rng.integers(0, 2**31, 3).tolist() for d in (a, b)]
+    a.seed_worker(5)
+    assert a.rng.integers(0, 2**31, 3).tolist() == draws[0] != draws[1]
+
+
 def test_pickled_npy_is_never_loaded(cremad):
     sid = "1001_DFA_ANG_XX"
     np.save(cremad / "audio" / "test_fbank" / f"{sid}.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)

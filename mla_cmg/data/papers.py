@@ -113,6 +113,9 @@ class _ListDataset(torch.utils.data.Dataset):
             warnings.warn(f"{list_file}: skipped {self.dropped} entries with missing files")
         if not self.ids: raise ValueError(f"{list_file}: no usable entries")
     def __len__(self): return len(self.ids)
+    def seed_worker(self, seed: int):
+        "Give this copy its own augmentation stream (call it in a DataLoader `worker_init_fn`)."
+        self.rng = np.random.default_rng(seed)
     def _item(self, i, x, pad_mask=None, present=None):
         present = present or {m: True for m in x}
         item = dict(x={m: torch.as_tensor(v) for m, v in x.items()},
@@ -125,9 +128,12 @@ class AVClipDataset(_ListDataset):
     "CREMA-D / Kinetics-Sounds clips: fbank `.npy` + sampled video frames, as MLA's `AVDataset` lays them out."
     modalities = ("audio", "visual")
     def __init__(self, root, split: str, list_file, stat_file, ext: str = ".flv", stat_style: str = "plain",
-                 n_frames: int = 3, image_size: int = 224, augment: bool = False, skip_missing: bool = False, seed: int = 0):
+                 n_frames: int = 3, image_size: int = 224, augment: bool = False, skip_missing: bool = False, seed: int = 0,
+                 audio: str = "fbank"):
         root = Path(root)
-        self.audio_dir = root / "audio" / f"{split}_fbank"
+        if audio not in ("fbank", "spec"):
+            raise ValueError(f"audio must be 'fbank' (audio/<split>_fbank, [1024, 128]) or 'spec' (audio/<split>_spec, [129, 626]), got {audio!r}")
+        self.audio_dir = root / "audio" / f"{split}_{audio}"
         self.frame_dir = root / "visual" / f"{split}_imgs" / "Image-01-FPS"
         self.classes = read_classes(stat_file, stat_style)
         self.n_frames, self.image_size, self.augment = n_frames, image_size, augment
@@ -143,18 +149,20 @@ class AVClipDataset(_ListDataset):
         )
         return self._item(i, {"audio": audio, "visual": frames})
 
-def crema_d(root, split: str = "train", list_file=None, stat_file=None, **kw) -> AVClipDataset:
+def crema_d(root, split: str = "train", list_file=None, stat_file=None, audio: str = "fbank", **kw) -> AVClipDataset:
     "CREMA-D (6 emotions); lists default to `<root>/my_{split}_cre.txt` and `<root>/stat_cre.txt`."
     root = Path(root)
     return AVClipDataset(
-        root, split, list_file or root / f"my_{split}_cre.txt", stat_file or root / "stat_cre.txt", ".flv", "plain", **kw
+        root, split, list_file or root / f"my_{split}_cre.txt", stat_file or root / "stat_cre.txt", ".flv", "plain",
+        audio=audio, **kw
     )
 
-def kinetics_sounds(root, split: str = "train", list_file=None, stat_file=None, **kw) -> AVClipDataset:
+def kinetics_sounds(root, split: str = "train", list_file=None, stat_file=None, audio: str = "fbank", **kw) -> AVClipDataset:
     "Kinetics-Sounds (31 classes, OGM-GE style); `<id>.mp4 <label>` lists and a ' >' stat file."
     root = Path(root)
     return AVClipDataset(
-        root, split, list_file or root / f"my_{split}_ks.txt", stat_file or root / "stat_ks.txt", ".mp4", "ks", **kw
+        root, split, list_file or root / f"my_{split}_ks.txt", stat_file or root / "stat_ks.txt", ".mp4", "ks",
+        audio=audio, **kw
     )
 
 # %% ../../nbs/13_data_papers.ipynb #c013
