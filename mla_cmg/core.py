@@ -364,6 +364,9 @@ def render_readme(nb_path="nbs/index.ipynb", out="README.md", results="results/s
     body = body.replace("](../", "](").replace('src="../', 'src="')
     root = Path(nb_path).resolve().parents[1]
     body = body.replace("<!-- evidence verdicts -->", evidence_verdicts(root))
+    hw = root / "benchmarks" / "results" / "hardware.md"        # what benchmarks/bench_ddp.py --out recorded last
+    body = body.replace("<!-- hardware -->", hw.read_text().strip() if hw.exists() else
+                        "*Nothing recorded yet: `python benchmarks/bench_ddp.py --out benchmarks/results/hardware.md`.*")
     for marker, f in (("<!-- verdicts -->", root / verdicts), ("<!-- results -->", root / results), ("<!-- findings -->", root / findings)):
         text = (_without_preamble(f.read_text()) if marker == "<!-- verdicts -->" else f.read_text().strip()) if f.exists() else None
         body = body.replace(marker, text or "*No results yet: run `make repro`.*")

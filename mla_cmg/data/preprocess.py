@@ -365,7 +365,7 @@ def preprocess(dataset: str, raw_dir, out_dir, audio: str = "fbank", frame_size:
     split = "lists" if lists is not None else (split or default_split)
     if split == "speaker" and dataset != "crema_d": raise ValueError("--split speaker needs speaker ids (CREMA-D only)")
     if split == "folders" and dataset != "kinetics_sounds": raise ValueError("--split folders is for Kinetics-Sounds' raw split folders")
-    raw_dir, out_dir = Path(raw_dir).resolve(), Path(out_dir).resolve()
+    raw_dir, out_dir = Path(raw_dir), Path(out_dir).resolve()   # the raw path as given: recorded, so no machine's absolute path
     t0 = time.time()
     if dataset == "crema_d":
         if classes is not None: raise ValueError("--classes is for Kinetics-Sounds (CREMA-D's classes are its six emotions)")
@@ -375,7 +375,7 @@ def preprocess(dataset: str, raw_dir, out_dir, audio: str = "fbank", frame_size:
         clips, failures, names = kinetics_sounds_clips(raw_dir, classes)
     list_rows = _read_lists(Path(lists).resolve(), tag, ext) if lists is not None else None
     settings = dict(dataset=dataset, raw_dir=str(raw_dir), audio=audio, frame_size=frame_size, split=split, seed=seed,
-                    val_frac=val_frac, test_frac=test_frac, lists=str(Path(lists).resolve()) if lists is not None else None,
+                    val_frac=val_frac, test_frac=test_frac, lists=str(lists) if lists is not None else None,
                     classes=names, sample_rate=SAMPLE_RATE, fps=1)
     for f in failures: log(f"preprocess: failed: {f['file']}: {f['error']}")
     where, list_failures, notes = assign_splits(clips, split, seed, test_frac, val_frac, list_rows)
@@ -384,7 +384,7 @@ def preprocess(dataset: str, raw_dir, out_dir, audio: str = "fbank", frame_size:
     _check_out_dir(out_dir, tag, settings, overwrite)
     out_dir.mkdir(parents=True, exist_ok=True)
     _sweep_temps(out_dir)
-    record = dict(status="running", settings=settings, started=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), versions=_versions())
+    record = dict(status="running", settings=settings, versions=_versions())
     write_text(out_dir / "preprocess.json", json.dumps(record, indent=1) + "\n")
     jobs = [dict(c, split=where[c["id"]], out_dir=str(out_dir), audio_kind=audio, frame_size=frame_size, seed=seed)
             for c in clips if c["id"] in where]
@@ -417,13 +417,15 @@ def preprocess(dataset: str, raw_dir, out_dir, audio: str = "fbank", frame_size:
         else: lst.unlink(missing_ok=True)
     n_all = {n: sum(counts[s][n] for s in SPLITS) for n in names}
     write_text(out_dir / f"stat_{tag}.txt", "".join(f"{n} >{i} >{n_all[n]}\n" if tag == "ks" else f"{n}\n" for i, n in enumerate(names)))
-    record.update(status="complete", finished=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), seconds=round(time.time() - t0, 1),
-                  clips={s: sum(counts[s].values()) for s in SPLITS}, counts=counts, notes=notes,
-                  processed=sum(r["status"] == "done" for r in results), skipped=sum(r["status"] == "skipped" for r in results),
+    record.update(status="complete", clips={s: sum(counts[s].values()) for s in SPLITS}, counts=counts, notes=notes,
                   failures=sorted(failures, key=lambda f: f["id"]))
+    # the file holds what the outputs are (a DVC output: the same clips give the same bytes, resumed or not); what
+    # this call did and how long it took are returned and printed
     write_text(out_dir / "preprocess.json", json.dumps(record, indent=1) + "\n")
+    record.update(processed=sum(r["status"] == "done" for r in results), skipped=sum(r["status"] == "skipped" for r in results),
+                  seconds=round(time.time() - t0, 1))
     msg = (f"preprocess: {len(ok)} clips ({', '.join(f'{s} {n}' for s, n in record['clips'].items())}) in {out_dir}; "
-           f"{record['processed']} processed, {record['skipped']} already done, {len(failures)} failed")
+           f"{record['processed']} processed, {record['skipped']} already done, {len(failures)} failed, {record['seconds']} s")
     log(msg)
     for s in sorted({where[c["id"]] for c in clips if c["id"] in where} - {s for s in SPLITS if record["clips"][s]}):
         log(f"preprocess: warning: split {s!r} has no clip left (all of its clips failed); the loader cannot read it")
