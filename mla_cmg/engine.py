@@ -246,7 +246,7 @@ def check_runtime(cfg: TrainConfig, device) -> None:
         if device.type == "cuda": ok = torch.cuda.is_bf16_supported(including_emulation=False)
         else: ok = device.type == "cpu" or torch.amp.autocast_mode.is_autocast_available(device.type)
         if not ok:
-            name = torch.cuda.get_device_name(device) if device.type == "cuda" else device.type
+            name = torch.cuda.get_device_name(device) if device.type == "cuda" and torch.cuda.is_available() else device.type
             raise ConfigError(f"TrainConfig.precision='bf16': device {device} ({name}) has no bfloat16 support "
                               "(CUDA needs compute capability >= 8.0, e.g. A100, H100); use precision='fp32'")
 
