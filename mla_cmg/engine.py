@@ -235,8 +235,13 @@ def _at_least_fp32(x):
     return x.float() if isinstance(x, torch.Tensor) and x.dtype in (torch.bfloat16, torch.float16) else x
 
 def precision_context(cfg: TrainConfig, device):
-    "bf16 autocast on `device` for `precision='bf16'`; for fp32 no context at all."
-    if cfg.precision == "bf16": return torch.autocast(torch.device(device).type, dtype=torch.bfloat16)
+    "bf16 autocast on `device` for `precision='bf16'` (without its weight cache); for fp32 no context at all."
+    # autocast caches the bf16 copy of each weight until the context exits; a step that updates weights inside the
+    # context (MLA: one optimizer step per modality through the shared head; Uni-Code: the decoupler's inner Adam
+    # steps) would then run its next forward with the weights from before the update. Without the cache every use
+    # casts the current weights.
+    if cfg.precision == "bf16":
+        return torch.autocast(torch.device(device).type, dtype=torch.bfloat16, cache_enabled=False)
     return contextlib.nullcontext()
 
 def check_runtime(cfg: TrainConfig, device) -> None:
