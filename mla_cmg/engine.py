@@ -159,7 +159,7 @@ class Method(nn.Module):
         raise NotImplementedError
 
     def compile_targets(self) -> list:
-        "What `fit` compiles with `TrainConfig.compile`: every module of the method's `nn.ModuleDict`s (the per-modality networks)."
+        "What `fit` compiles with `TrainConfig.compile`: every module in the method's `nn.ModuleDict` attributes (the per-modality networks)."
         return [m for d in self.children() if isinstance(d, nn.ModuleDict) for m in d.values()]
 
     def metric_names(self) -> set | None:
