@@ -1,6 +1,9 @@
-"""Data-parallel throughput at the papers' sizes (numbers printed, not a test), with synthetic tensors of the papers' shapes.
+"""Throughput at the papers' sizes (numbers printed, not a test): data-parallel scaling, precision, model FLOP
+utilisation, and whether data loading keeps up; synthetic tensors of the papers' shapes.
 
   python benchmarks/bench_ddp.py [--device cpu|cuda] [--procs 1 2] [--steps 5] [--warmup 2] [--which mla cmg]
+                                 [--precision fp32 bf16] [--channels-last] [--compile BACKEND] [--batch B]
+                                 [--peak-tflops T] [--data-root DIR --workers N --pin-memory]
 
 * MLA: two ResNet18 encoders on CREMA-D-shaped inputs, audio spectrogram [257, 188] (1 channel) and `--frames` (1-3)
   video frames [3, F, 224, 224], 6 classes, global batch 64, SGD, HGM `owm`; plus the HGM overhead per MLA step
@@ -9,13 +12,57 @@
   (flattened per second to 25088), global batch 80, the full model.
 
 Every configuration runs `engine.fit` in N processes (torch.multiprocessing, gloo on CPU / nccl on CUDA, one GPU per
-rank) at per-rank batch B/N. Prints samples/s and the scaling efficiency (samples/s at N) / (N x samples/s at 1).
-Needs only torch and mla_cmg (no dvc, papermill or data).
+rank) at per-rank batch B/N, once per `--precision` (`TrainConfig.precision`; `--channels-last` and `--compile` set
+the other runtime fields). Prints, per row: seconds per step, samples/s, the scaling efficiency (samples/s at N) /
+(N x samples/s at 1, same precision), the HGM share (MLA) and MFU.
+
+MFU (model FLOP utilisation) = FLOPs of one training step / step time / peak FLOP/s of the N devices. The FLOPs are
+measured, not estimated: one `engine.fit` step (forward and backward of every loss, HGM's projection, the decoupler's
+inner steps) at the global batch, run eagerly in this process under `torch.utils.flop_counter.FlopCounterMode`
+(matrix products and convolutions; elementwise work and the optimizer are not counted, as is usual for MFU). The
+peak is dense (no 2:4 sparsity) tensor-core throughput for bf16 and, for fp32, TF32 tensor-core throughput where
+PyTorch lets convolutions or matrix products use TF32 (`cudnn.allow_tf32`, on by default), else plain FP32; from PEAK_TFLOPS
+for known GPUs, or `--peak-tflops`. On CPU (no table) MFU is '-' unless `--peak-tflops` is given.
+
+`--data-root DIR` (a folder in MLA's CREMA-D layout, as `mla_cmg.data.papers.crema_d(DIR, 'train')` reads it:
+fbank `.npy` files and JPEG frames) also times the data pipeline: batches of the benchmark's batch size from
+`engine.make_loader` with `--workers` processes and `--pin-memory`, decoded and collated, seconds per batch after
+the first; printed beside the step time, so one sees whether loading (and not the model) bounds training.
+
+Goals on one H200 (issue 22): MLA at batch 64 in bf16 >= 3x its fp32 samples/s (>= 1,300 samples/s), Uni-Code >= 2x
+(>= 1,650 samples/s). Needs only torch and mla_cmg (no dvc, papermill or data).
 """
-import argparse, os, socket, sys, time
+import argparse, dataclasses, os, socket, sys, time
 
 import torch
 import torch.multiprocessing as mp
+
+
+# Dense peak TFLOP/s per GPU (no sparsity), (bf16, fp32 via TF32 tensor cores, plain fp32 without TF32), from the
+# vendors' data sheets: NVIDIA H100 Tensor Core GPU datasheet (SXM5: BF16 989.4, TF32 494.7, FP32 66.9; PCIe: 756,
+# 378, 51.2), NVIDIA H200 datasheet (SXM: the H100 SXM's compute, 989 / 494 / 67; NVL: 835 / 418 / 60), NVIDIA A100
+# datasheet (SXM and PCIe: BF16 312, TF32 156, FP32 19.5). The datasheets print the sparse figures (2x) first; the
+# dense Hopper figures agree with https://glennklockwood.com/garden/processors/h100 (H200: the same GH100 compute).
+PEAK_TFLOPS = {"H100 SXM": (989.4, 494.7, 66.9), "H100 PCIe": (756.0, 378.0, 51.2), "H100 NVL": (835.0, 418.0, 60.0),
+               "H200": (989.4, 494.7, 66.9), "H200 NVL": (835.0, 418.0, 60.0), "A100": (312.0, 156.0, 19.5)}
+
+
+def device_peak(device: str, precision: str, override: float | None = None):
+    "(peak TFLOP/s per device, what it is) for MFU: `override`, else the table's entry for this GPU; None on CPU / unknown GPUs."
+    if override: return override, "--peak-tflops"
+    if not device.startswith("cuda"): return None, "no peak for CPU (give --peak-tflops)"
+    name = torch.cuda.get_device_name(torch.device(device))
+    # longest matching key first: 'H100 NVL' before 'H100'; the H100 SXM5 reports itself as 'NVIDIA H100 80GB HBM3'
+    keys = sorted(PEAK_TFLOPS, key=len, reverse=True)
+    alias = "H100 SXM" if "H100" in name and "HBM3" in name else None
+    key = next((k for k in keys if k in name), None) or alias
+    if key is None: return None, f"{name}: not in PEAK_TFLOPS (give --peak-tflops)"
+    bf16, tf32, fp32 = PEAK_TFLOPS[key]
+    if precision == "bf16": return bf16, f"{key} dense bf16"
+    # fp32 convolutions use TF32 tensor cores by default (cudnn.allow_tf32), matrix products only when allowed: with
+    # either on, the TF32 peak (a lower MFU than against plain FP32, never above 100 %)
+    if torch.backends.cuda.matmul.allow_tf32 or torch.backends.cudnn.allow_tf32: return tf32, f"{key} dense tf32"
+    return fp32, f"{key} fp32 (TF32 off)"
 
 
 def _free_port():
@@ -40,7 +87,14 @@ class _Synthetic(torch.utils.data.Dataset):
 def _collate(b): return b
 
 
-def _build(which, frames):
+def _build(which, frames, runtime=None, batch=None):
+    "Model, sample shapes, classes, TrainConfig (with `runtime` fields and `batch` when given), sequence data?"
+    model, shapes, C, cfg, seq = _build_paper(which, frames)
+    cfg = dataclasses.replace(cfg, **(runtime or {}), **({"batch_size": batch} if batch else {}))
+    return model, shapes, C, cfg, seq
+
+
+def _build_paper(which, frames):
     from mla_cmg.core import seed_everything
     from mla_cmg.engine import TrainConfig
     seed_everything(0)
@@ -56,14 +110,14 @@ def _build(which, frames):
                                          select_metric="train_steps"), True
 
 
-def _worker(rank, world, port, which, device, frames, steps, warmup, q):
+def _worker(rank, world, port, which, device, frames, steps, warmup, q, runtime=None, batch=None):
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
                       LOCAL_RANK=str(rank))
     torch.set_num_threads(max(1, int(os.environ.get("BENCH_THREADS", "1"))))
     from mla_cmg import dist as D
     from mla_cmg.engine import fit
     dev = D.init_from_env(device)
-    model, shapes, C, cfg, seq = _build(which, frames)
+    model, shapes, C, cfg, seq = _build(which, frames, runtime, batch)
     n = (steps + warmup) * cfg.batch_size
     times = []
     def tick(ctx, logs):
@@ -84,11 +138,35 @@ def _worker(rank, world, port, which, device, frames, steps, warmup, q):
     D.shutdown()
 
 
-def run(which, world, device, frames, steps, warmup):
+def run(which, world, device, frames, steps, warmup, runtime=None, batch=None):
     q = mp.get_context("spawn").SimpleQueue()
-    mp.start_processes(_worker, args=(world, _free_port(), which, device, frames, steps, warmup, q), nprocs=world,
-                       start_method="spawn")
+    mp.start_processes(_worker, args=(world, _free_port(), which, device, frames, steps, warmup, q, runtime, batch),
+                       nprocs=world, start_method="spawn")
     return q.get()
+
+
+def step_flops(which, device, frames, precision, batch=None) -> int:
+    "FLOPs of one training step at the global batch, counted by FlopCounterMode around a one-step `engine.fit` (eager, one process)."
+    from torch.utils.flop_counter import FlopCounterMode
+    from mla_cmg.engine import fit
+    torch.set_num_threads(max(1, int(os.environ.get("BENCH_THREADS", "1"))))
+    model, shapes, C, cfg, seq = _build(which, frames, {"precision": precision}, batch)
+    with FlopCounterMode(display=False) as fc:
+        fit(model, _Synthetic(cfg.batch_size, shapes, C, seq), cfg=cfg, device=torch.device(device), collate_fn=_collate)
+    return fc.get_total_flops()
+
+
+def data_time(root, batch, workers, pin, frames, n_batches=6):
+    "Seconds per batch of CREMA-D clips from `root` (decode + collate, `workers` processes, pinned or not), after the first batch."
+    from mla_cmg.data.papers import crema_d
+    from mla_cmg.engine import make_loader
+    ds = crema_d(root, "train", n_frames=frames)
+    loader = make_loader(ds, batch, shuffle=True, num_workers=workers, pin_memory=pin)
+    times, it = [], iter(loader)
+    for _ in range(min(n_batches, len(loader))):
+        next(it); times.append(time.perf_counter())
+    if len(times) < 2: return None, len(ds)
+    return (times[-1] - times[0]) / (len(times) - 1), len(ds)
 
 
 def _hgm_share(hgm, dt) -> str:
@@ -101,21 +179,49 @@ def main(argv=None):
     ap.add_argument("--device", default="cpu"); ap.add_argument("--procs", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--steps", type=int, default=5); ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--frames", type=int, default=3); ap.add_argument("--which", nargs="+", default=["mla", "cmg"])
+    ap.add_argument("--precision", nargs="+", default=["fp32", "bf16"], choices=["fp32", "bf16"])
+    ap.add_argument("--channels-last", action="store_true", help="TrainConfig.channels_last")
+    ap.add_argument("--compile", default=None, metavar="BACKEND", help="TrainConfig.compile, e.g. inductor (GPU)")
+    ap.add_argument("--batch", type=int, default=None, help="global batch (default: the papers', MLA 64, Uni-Code 80)")
+    ap.add_argument("--peak-tflops", type=float, default=None, help="peak TFLOP/s per device for MFU (overrides the table)")
+    ap.add_argument("--data-root", default=None, help="a CREMA-D folder: also time loading its train batches")
+    ap.add_argument("--workers", type=int, default=0, help="DataLoader workers for --data-root")
+    ap.add_argument("--pin-memory", action="store_true", help="pinned host memory for --data-root")
     a = ap.parse_args(argv)
+    if a.warmup < 1: sys.exit("--warmup must be >= 1 (the first timed interval starts at the end of a warm-up step)")
     if a.device.startswith("cuda") and torch.cuda.device_count() < max(a.procs):
         sys.exit(f"--procs {max(a.procs)} needs as many GPUs, found {torch.cuda.device_count()}")
-    print(f"torch {torch.__version__}, device {a.device}, threads/rank {os.environ.get('BENCH_THREADS', '1')}, "
-          f"{a.steps} timed steps after {a.warmup}")
-    print(f"{'model':<34}{'procs':>6}{'s/step':>10}{'samples/s':>12}{'efficiency':>12}{'HGM/step':>22}")
+    runtime = dict(channels_last=a.channels_last, compile=a.compile)
+    dev_name = torch.cuda.get_device_name(torch.device(a.device)) if a.device.startswith("cuda") else "CPU"
+    print(f"torch {torch.__version__}, device {a.device} ({dev_name}), threads/rank {os.environ.get('BENCH_THREADS', '1')}, "
+          f"{a.steps} timed steps after {a.warmup}, channels_last={a.channels_last}, compile={a.compile}")
+    for p in a.precision:
+        peak, what = device_peak(a.device, p, a.peak_tflops)
+        print(f"MFU peak, {p}: " + (f"{peak:g} TFLOP/s per device ({what})" if peak else f"- ({what})"))
+    data = {}
+    if a.data_root:
+        for which in a.which:
+            if which != "mla": continue      # the CREMA-D layout is MLA's; Uni-Code's benchmark inputs are features
+            B = a.batch or 64
+            data[which], n = data_time(a.data_root, B, a.workers, a.pin_memory, a.frames)
+            print(f"data: {a.data_root} ({n} train clips), batch {B}, {a.workers} workers, pin_memory={a.pin_memory}: "
+                  + (f"{data[which]:.3f} s/batch" if data[which] else "fewer than 2 batches"))
+    print(f"{'model':<34}{'prec':>6}{'procs':>6}{'s/step':>10}{'samples/s':>12}{'efficiency':>12}{'GFLOP/step':>12}"
+          f"{'MFU':>8}{'data s/batch':>14}{'HGM/step':>22}")
     for which in a.which:
-        base = None
-        for n in a.procs:
-            dt, B, hgm = run(which, n, a.device, a.frames, a.steps, a.warmup)
-            sps = B / dt
-            base = base or (sps if n == 1 else None)
-            eff = f"{sps / (n * base):.0%}" if base else "-"
-            name = f"MLA 2xResNet18 {a.frames}fr B=64" if which == "mla" else "Uni-Code D=256 M=400 T=10 B=80"
-            print(f"{name:<34}{n:>6}{dt:>10.3f}{sps:>12.1f}{eff:>12}{_hgm_share(hgm, dt):>22}", flush=True)
+        for prec in a.precision:
+            base, flops = None, step_flops(which, a.device, a.frames, prec, a.batch)
+            peak = device_peak(a.device, prec, a.peak_tflops)[0]
+            for n in a.procs:
+                dt, B, hgm = run(which, n, a.device, a.frames, a.steps, a.warmup, {**runtime, "precision": prec}, a.batch)
+                sps = B / dt
+                base = base or (sps if n == 1 else None)
+                eff = f"{sps / (n * base):.0%}" if base else "-"
+                mfu = f"{flops / dt / (peak * 1e12 * n):.1%}" if peak else "-"
+                dat = f"{data[which]:.3f}" if data.get(which) else "-"
+                name = (f"MLA 2xResNet18 {a.frames}fr B={B}" if which == "mla" else f"Uni-Code D=256 M=400 T=10 B={B}")
+                print(f"{name:<34}{prec:>6}{n:>6}{dt:>10.3f}{sps:>12.1f}{eff:>12}{flops / 1e9:>12.1f}{mfu:>8}{dat:>14}"
+                      f"{_hgm_share(hgm, dt):>22}", flush=True)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@
 
 # %% ../nbs/02_engine.ipynb #c002
 from __future__ import annotations
-import copy, dataclasses, math, sys, time, warnings
+import contextlib, copy, dataclasses, math, sys, time, warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -19,8 +19,9 @@ from .core import (ConfigError, get_device, load_checkpoint, rng_state, save_che
 from . import dist as D
 
 # %% auto #0
-__all__ = ['TrainConfig', 'StepContext', 'EpochSplits', 'Method', 'to_device', 'make_loader', 'make_optimizer', 'FitResult',
-           'TrainingDiverged', 'fit']
+__all__ = ['PRECISIONS', 'RUNTIME_DEFAULTS', 'TrainConfig', 'drop_runtime_defaults', 'StepContext', 'EpochSplits', 'Method',
+           'to_device', 'seed_loader_worker', 'make_loader', 'loader_kwargs', 'make_optimizer', 'fp32',
+           'precision_context', 'check_runtime', 'prepare_runtime', 'FitResult', 'TrainingDiverged', 'fit']
 
 # %% ../nbs/02_engine.ipynb #c004
 @dataclass
@@ -41,6 +42,13 @@ class TrainConfig:
     seed: int = 0
     progress: bool = True
     log_steps: bool = False          # keep every step's logs (FitResult.steps, run_dir/steps.csv)
+    # runtime fields (how the steps run on the hardware; see "Runtime: precision, memory layout, compilation, loading").
+    # At their defaults (RUNTIME_DEFAULTS) they are left out of every recorded configuration (drop_runtime_defaults).
+    precision: str = "fp32"          # 'fp32' | 'bf16': bf16 autocast around every training step and evaluation
+    channels_last: bool = False      # 4-d conv weights and 4-d / 5-d image inputs in channels-last memory format
+    compile: str | None = None       # None = eager; else the torch.compile backend of Method.compile_targets()
+    num_workers: int = 0             # DataLoader worker processes (0: load in the training process)
+    pin_memory: bool = False         # page-locked host batches, copied without blocking (CUDA devices only)
 
     def __post_init__(self):
         if self.optimizer not in ("sgd", "adam", "adamw"):
@@ -59,6 +67,32 @@ class TrainConfig:
                               f"got {self.grad_clip!r}")
         if not (isinstance(self.select_metric, str) and self.select_metric):
             raise ConfigError(f"TrainConfig.select_metric must be the name of a validation metric, got {self.select_metric!r}")
+        self._check_runtime()
+
+    def _check_runtime(self):
+        "The runtime fields' values (what the device supports is checked by `fit`, which knows the device)."
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"TrainConfig.precision must be one of {list(PRECISIONS)}, got {self.precision!r}")
+        for k in ("channels_last", "pin_memory"):
+            if not isinstance(getattr(self, k), bool):
+                raise ConfigError(f"TrainConfig.{k} must be True or False, got {getattr(self, k)!r}")
+        if not (isinstance(self.num_workers, int) and not isinstance(self.num_workers, bool) and self.num_workers >= 0):
+            raise ConfigError(f"TrainConfig.num_workers must be an integer >= 0 (0: load in the training process), "
+                              f"got {self.num_workers!r}")
+        if self.compile is not None:
+            known = torch.compiler.list_backends(exclude_tags=()) if isinstance(self.compile, str) else []
+            if self.compile not in known:
+                from mla_cmg.core import _close
+                raise ConfigError(f"TrainConfig.compile must be None (eager) or a torch.compile backend, got "
+                                  f"{self.compile!r}{_close(str(self.compile), known)}; backends: {known}")
+
+PRECISIONS = ("fp32", "bf16")
+RUNTIME_DEFAULTS = {"precision": "fp32", "channels_last": False, "compile": None, "num_workers": 0, "pin_memory": False}
+
+def drop_runtime_defaults(d: dict) -> dict:
+    "A `TrainConfig` as a dict without the runtime fields that are at their defaults: what run folders, checkpoints and metrics record."
+    at_default = lambda k, v: k in RUNTIME_DEFAULTS and type(v) is type(RUNTIME_DEFAULTS[k]) and v == RUNTIME_DEFAULTS[k]
+    return {k: v for k, v in d.items() if not at_default(k, v)}
 
 # %% ../nbs/02_engine.ipynb #c006
 @dataclass
@@ -98,12 +132,14 @@ class EpochSplits:
     def train_loader(self, seed: int):
         "Shuffled training batches of `cfg.batch_size` on the run's device, in the order `seed` fixes."
         return _DeviceLoader(make_loader(self.train_ds, self.cfg.batch_size, shuffle=True, collate_fn=self.collate_fn,
-                                         seed=seed), self.device)
+                                         seed=seed, **loader_kwargs(self.cfg, self.device)),
+                             self.device, self.cfg.channels_last)
 
     def val_loader(self):
         "Validation batches of `cfg.eval_batch_size` on the run's device (None without a validation split)."
         if self.val_ds is None: return None
-        return _DeviceLoader(make_loader(self.val_ds, self.cfg.eval_batch_size, collate_fn=self.collate_fn), self.device)
+        return _DeviceLoader(make_loader(self.val_ds, self.cfg.eval_batch_size, collate_fn=self.collate_fn,
+                                         **loader_kwargs(self.cfg, self.device)), self.device, self.cfg.channels_last)
 
 class Method(nn.Module):
     "Base class of everything `fit` trains. Subclasses implement `training_step` and `evaluate`."
@@ -122,6 +158,10 @@ class Method(nn.Module):
         "Metrics on a loader (called in eval mode under `torch.no_grad`)."
         raise NotImplementedError
 
+    def compile_targets(self) -> list:
+        "What `fit` compiles with `TrainConfig.compile`: every module in the method's `nn.ModuleDict` attributes (the per-modality networks)."
+        return [m for d in self.children() if isinstance(d, nn.ModuleDict) for m in d.values()]
+
     def metric_names(self) -> set | None:
         "The keys `evaluate` returns, when known before training (lets `fit` reject a misspelt `select_metric` early)."
         return None
@@ -133,20 +173,37 @@ class Method(nn.Module):
     def load_extra_state(self, state: dict) -> None: pass
 
 # %% ../nbs/02_engine.ipynb #c008
-def to_device(batch, device):
-    "Move tensors inside nested dicts/lists/tuples to `device`."
-    if isinstance(batch, torch.Tensor): return batch.to(device)
-    if isinstance(batch, dict): return {k: to_device(v, device) for k, v in batch.items()}
-    if isinstance(batch, (list, tuple)): return type(batch)(to_device(v, device) for v in batch)
+def to_device(batch, device, channels_last: bool = False, non_blocking: bool = False):
+    "Move tensors inside nested dicts/lists/tuples to `device` (4-d / 5-d float tensors channels-last with `channels_last`)."
+    if isinstance(batch, torch.Tensor):
+        batch = batch.to(device, non_blocking=non_blocking)
+        if channels_last and batch.is_floating_point() and batch.ndim in (4, 5):   # [B, C, H, W] / [B, C, T, H, W]
+            batch = batch.contiguous(memory_format=torch.channels_last if batch.ndim == 4 else torch.channels_last_3d)
+        return batch
+    if isinstance(batch, dict): return {k: to_device(v, device, channels_last, non_blocking) for k, v in batch.items()}
+    if isinstance(batch, (list, tuple)): return type(batch)(to_device(v, device, channels_last, non_blocking) for v in batch)
     return batch
 
+def seed_loader_worker(worker_id: int) -> None:
+    "A loader worker's `worker_init_fn`: `dataset.seed_worker(seed)` where the dataset has it, with this worker's own seed."
+    # torch seeds worker w with base_seed + w, base_seed drawn from the loader's generator when the iterator starts:
+    # the workers get different streams, and the same ones again for the same generator state
+    fn = getattr(torch.utils.data.get_worker_info().dataset, "seed_worker", None)
+    if callable(fn): fn(torch.initial_seed() % 2**32)
+
 def make_loader(ds: Dataset, batch_size: int, shuffle: bool = False, collate_fn=None,
-                seed: int = 0, epoch: int = 0) -> DataLoader:
-    "A single-process loader; when shuffling, its order depends only on `(seed, epoch)`."
+                seed: int = 0, epoch: int = 0, num_workers: int = 0, pin_memory: bool = False) -> DataLoader:
+    "A loader (in this process, or in `num_workers` worker processes); when shuffling, its order depends only on `(seed, epoch)`."
     g = None
     if shuffle:
         g = torch.Generator(); g.manual_seed(seed * 1_000_003 + epoch)
-    return DataLoader(ds, batch_size=batch_size, shuffle=shuffle, generator=g, collate_fn=collate_fn, num_workers=0)
+    return DataLoader(ds, batch_size=batch_size, shuffle=shuffle, generator=g, collate_fn=collate_fn,
+                      num_workers=num_workers, pin_memory=pin_memory,
+                      worker_init_fn=seed_loader_worker if num_workers else None)
+
+def loader_kwargs(cfg: TrainConfig, device) -> dict:
+    "`make_loader`'s worker and pinning arguments from a `TrainConfig` (pinning only for CUDA devices)."
+    return dict(num_workers=cfg.num_workers, pin_memory=cfg.pin_memory and torch.device(device).type == "cuda")
 
 def make_optimizer(params, cfg: TrainConfig) -> torch.optim.Optimizer:
     "SGD (with momentum), Adam or AdamW from a `TrainConfig`; Adam and AdamW use torch's fused kernel where it has one."
@@ -160,6 +217,54 @@ def make_optimizer(params, cfg: TrainConfig) -> torch.optim.Optimizer:
     # step of a small model about 10x cheaper on CPU. Devices or dtypes without a fused kernel get the per-tensor loop.
     try: return cls(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
     except (RuntimeError, ValueError): return cls(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+# %% ../nbs/02_engine.ipynb #c009b
+_AUTOCAST_DEVICES = ("cpu", "cuda")
+
+@contextlib.contextmanager
+def fp32(*xs):
+    "Autocast off inside the block and the tensors `xs` (or dicts of them) at least float32, yielded (one, or a tuple); with autocast off and float32 tensors it changes nothing."
+    with contextlib.ExitStack() as stack:
+        for dev in _AUTOCAST_DEVICES:
+            if torch.is_autocast_enabled(dev): stack.enter_context(torch.autocast(dev, enabled=False))
+        ys = tuple({k: _at_least_fp32(v) for k, v in x.items()} if isinstance(x, dict) else _at_least_fp32(x) for x in xs)
+        yield ys[0] if len(ys) == 1 else ys
+
+def _at_least_fp32(x):
+    "bfloat16 / float16 tensors as float32; anything else (float32, float64, integers, non-tensors) as it is."
+    return x.float() if isinstance(x, torch.Tensor) and x.dtype in (torch.bfloat16, torch.float16) else x
+
+def precision_context(cfg: TrainConfig, device):
+    "bf16 autocast on `device` for `precision='bf16'` (without its weight cache); for fp32 no context at all."
+    # autocast caches the bf16 copy of each weight until the context exits; a step that updates weights inside the
+    # context (MLA: one optimizer step per modality through the shared head; Uni-Code: the decoupler's inner Adam
+    # steps) would then run its next forward with the weights from before the update. Without the cache every use
+    # casts the current weights.
+    if cfg.precision == "bf16":
+        return torch.autocast(torch.device(device).type, dtype=torch.bfloat16, cache_enabled=False)
+    return contextlib.nullcontext()
+
+def check_runtime(cfg: TrainConfig, device) -> None:
+    "Refuse runtime fields that `device` cannot run (bf16 on a device without bfloat16 support)."
+    device = torch.device(device)
+    if cfg.precision == "bf16":
+        if device.type == "cuda": ok = torch.cuda.is_bf16_supported(including_emulation=False)
+        else: ok = device.type == "cpu" or torch.amp.autocast_mode.is_autocast_available(device.type)
+        if not ok:
+            name = torch.cuda.get_device_name(device) if device.type == "cuda" and torch.cuda.is_available() else device.type
+            raise ConfigError(f"TrainConfig.precision='bf16': device {device} ({name}) has no bfloat16 support "
+                              "(CUDA needs compute capability >= 8.0, e.g. A100, H100); use precision='fp32'")
+
+def prepare_runtime(method: Method, cfg: TrainConfig, device) -> None:
+    "Check `cfg`'s runtime fields against `device`; channels-last conv weights; compile `method.compile_targets()` in place."
+    check_runtime(cfg, device)
+    if cfg.channels_last: method.to(memory_format=torch.channels_last)   # 4-d parameters only (conv weights)
+    if cfg.compile is not None:
+        targets = method.compile_targets()
+        if not targets:
+            raise ConfigError(f"TrainConfig.compile={cfg.compile!r}: {type(method).__name__}.compile_targets() is "
+                              "empty (no nn.ModuleDict of networks); override it, or set compile=None")
+        for m in targets: m.compile(backend=cfg.compile)                # in place: state_dict keys unchanged
 
 # %% ../nbs/02_engine.ipynb #c011
 @dataclass
@@ -207,18 +312,22 @@ def _better(a, b, mode):
 def _eval(method, ds, cfg, collate_fn, device):
     if ds is None: return {}
     method.eval()
-    with torch.no_grad():
-        out = method.evaluate(_DeviceLoader(make_loader(ds, cfg.eval_batch_size, collate_fn=collate_fn), device))
+    loader = make_loader(ds, cfg.eval_batch_size, collate_fn=collate_fn, **loader_kwargs(cfg, device))
+    with torch.no_grad(), precision_context(cfg, device):
+        out = method.evaluate(_DeviceLoader(loader, device, cfg.channels_last))
     method.train()
     return {k: float(v) for k, v in out.items()}
 
 class _DeviceLoader:
-    "Wraps a loader so that batches arrive on `device`."
-    def __init__(self, loader, device): self.loader, self.device = loader, device
+    "Wraps a loader so that batches arrive on `device` (channels-last images with `channels_last`)."
+    def __init__(self, loader, device, channels_last=False):
+        self.loader, self.device, self.channels_last = loader, device, channels_last
     def __len__(self): return len(self.loader)
-    def __iter__(self): return (to_device(b, self.device) for b in self.loader)
+    def __iter__(self):
+        nb = bool(getattr(self.loader, "pin_memory", False))      # pinned batches: the copy need not block
+        return (to_device(b, self.device, self.channels_last, nb) for b in self.loader)
 
-def _cfg_dict(cfg): return {k: v for k, v in dataclasses.asdict(cfg).items() if k != "progress"}
+def _cfg_dict(cfg): return drop_runtime_defaults({k: v for k, v in dataclasses.asdict(cfg).items() if k != "progress"})
 
 def _dist_setup(method, cfg, n_train, device):
     "Checks and conversions for a data-parallel run."
@@ -237,11 +346,13 @@ def _dist_setup(method, cfg, n_train, device):
         warnings.warn(f"the last batch of each epoch ({rest} samples) is cut to a multiple of {ws} processes: "
                       f"{rest % ws} sample(s) per epoch are left out")
 
-def _shard_loader(ds, cfg, collate_fn, epoch, ws):
+def _shard_loader(ds, cfg, collate_fn, epoch, ws, device):
     "This rank's loader of epoch `epoch`: its slice of every global batch (`dist.shard_batches`)."
     batches = D.shard_batches(len(ds), cfg.batch_size, cfg.seed, epoch, D.rank(), ws)
     # a generator of its own: the iterator's base seed must not come from the global RNG (make_loader's does not)
-    return DataLoader(ds, batch_sampler=batches, collate_fn=collate_fn, num_workers=0, generator=torch.Generator())
+    kw = loader_kwargs(cfg, device)
+    return DataLoader(ds, batch_sampler=batches, collate_fn=collate_fn, generator=torch.Generator(), **kw,
+                      worker_init_fn=seed_loader_worker if kw["num_workers"] else None)
 
 def fit(method: Method, train_ds: Dataset, val_ds: Dataset | None = None, test_ds: Dataset | None = None,
         cfg: TrainConfig | None = None, run_dir=None, collate_fn=None, device=None, resume: bool = True,
@@ -252,6 +363,8 @@ def fit(method: Method, train_ds: Dataset, val_ds: Dataset | None = None, test_d
     method.to(device)
     ws, main = D.world(), D.is_main()
     if ws > 1: _dist_setup(method, cfg, len(train_ds), device)
+    prepare_runtime(method, cfg, device)                 # fp32 / eager / contiguous defaults: does nothing
+    pin = loader_kwargs(cfg, device)["pin_memory"]
     if val_ds is not None: _check_select(cfg, method.metric_names(), type(method).__name__)   # before any step
     params = method.optim_params()
     opt = make_optimizer(params, cfg)
@@ -286,14 +399,16 @@ def fit(method: Method, train_ds: Dataset, val_ds: Dataset | None = None, test_d
         t0 = time.time()
         method.on_epoch_start(epoch)
         if ws == 1: loader = make_loader(train_ds, cfg.batch_size, shuffle=True, collate_fn=collate_fn,
-                                         seed=cfg.seed, epoch=epoch)
-        else: loader = _shard_loader(train_ds, cfg, collate_fn, epoch, ws)
+                                         seed=cfg.seed, epoch=epoch, **loader_kwargs(cfg, device))
+        else: loader = _shard_loader(train_ds, cfg, collate_fn, epoch, ws, device)
         sums, n = {}, 0
         for i, batch in enumerate(loader):
             ctx = StepContext(epoch, i, len(loader), global_step, opt, params, cfg.grad_clip, distributed=ws > 1)
-            if ws == 1: logs = method.training_step(to_device(batch, device), ctx)
+            batch = to_device(batch, device, cfg.channels_last, pin)
+            if ws == 1:
+                with precision_context(cfg, device): logs = method.training_step(batch, ctx)
             else:
-                with D.sharded(): logs = D.mean_logs(method.training_step(to_device(batch, device), ctx))
+                with D.sharded(), precision_context(cfg, device): logs = D.mean_logs(method.training_step(batch, ctx))
             logs = {k: float(v) for k, v in logs.items()}
             _check_finite(logs, epoch, i, len(loader), global_step, last)
             for k, v in logs.items(): sums[k] = sums.get(k, 0.0) + v

@@ -13,7 +13,9 @@ __all__ = ['accuracy', 'confusion', 'macro_f1', 'modality_gap', 'probe_proba', '
 
 # %% ../nbs/01_metrics.ipynb #c003
 def _np(a) -> np.ndarray:
-    return a.detach().cpu().numpy() if isinstance(a, torch.Tensor) else np.asarray(a)
+    if not isinstance(a, torch.Tensor): return np.asarray(a)
+    a = a.detach().cpu()
+    return (a.float() if a.dtype in (torch.bfloat16, torch.float16) else a).numpy()   # numpy has no bfloat16 (bf16 runs)
 
 def _pred(p) -> np.ndarray:
     "Class predictions from logits `[N, C]` or labels `[N]`."

@@ -1,11 +1,12 @@
 """Worker of tests/test_ddp.py: train tiny models (float64) with `engine.fit`, one process or under torchrun.
+tests/test_precision.py runs it with `--precision bf16 --cases ...`: float32 models under bf16 autocast.
 
-    python tests/ddp_worker.py OUT.pt [--ckpt DIR] [--stop-after K] [--resume-only]
+    python tests/ddp_worker.py OUT.pt [--ckpt DIR] [--stop-after K] [--precision fp32|bf16] [--cases a,b]
     python -m torch.distributed.run --standalone --nproc_per_node=2 tests/ddp_worker.py OUT.pt ...
 
 Writes (rank 0) a dict {case: {"state": state_dict, "history": ..., "steps": ..., "test": ...}} to OUT.pt.
 """
-import argparse, os, sys
+import argparse, dataclasses, os, sys
 
 import torch
 
@@ -25,8 +26,8 @@ class Split(torch.utils.data.Dataset):
     def __init__(self, n, seed, missing=0.0):
         g = torch.Generator().manual_seed(seed)
         self.y = torch.randint(0, 3, (n,), generator=g)
-        self.x = {"a": torch.randn(n, 6, generator=g, dtype=torch.float64) + self.y[:, None],
-                  "b": torch.randn(n, 5, generator=g, dtype=torch.float64) - 0.5 * self.y[:, None]}
+        self.x = {"a": torch.randn(n, 6, generator=g, dtype=torch.get_default_dtype()) + self.y[:, None],
+                  "b": torch.randn(n, 5, generator=g, dtype=torch.get_default_dtype()) - 0.5 * self.y[:, None]}
         self.mask = {"a": torch.ones(n, dtype=torch.bool), "b": torch.rand(n, generator=g) >= missing}
         self.x["b"] = self.x["b"] * self.mask["b"][:, None]
     def __len__(self): return len(self.y)
@@ -47,13 +48,13 @@ def mla_case(method, missing=0.0, epochs=EPOCHS, **kw):
 def cmg_case(decoupler="club"):
     seed_everything(0)
     g = torch.Generator().manual_seed(4)
-    a = torch.randn(48, 5, 6, generator=g, dtype=torch.float64)
-    b = a[..., :4] + 0.3 * torch.randn(48, 5, 4, generator=g, dtype=torch.float64)
+    a = torch.randn(48, 5, 6, generator=g, dtype=torch.get_default_dtype())
+    b = a[..., :4] + 0.3 * torch.randn(48, 5, 4, generator=g, dtype=torch.get_default_dtype())
     model = UniCode({"a": 6, "b": 4}, cmg_config(dim=8, n_codes=12, spec_dim=4, enc_layers=1, enc_heads=2,
                                                  enc_ff=16, enc_dropout=0.0, club_hidden=8, mi_iters=2, reset_after=2,
                                                  club_start=0, club_warmup=2, decoupler=decoupler))
     ds = PairedSeqDataset({"a": a, "b": b})
-    ds.x = {m: v.double() for m, v in ds.x.items()}
+    ds.x = {m: v.to(torch.get_default_dtype()) for m, v in ds.x.items()}
     cfg = TrainConfig(epochs=EPOCHS, batch_size=B, eval_batch_size=16, lr=3e-3, grad_clip=0.5, seed=0, progress=False,
                       log_steps=True, select_metric="train_steps", select_mode="max")
     return model, [ds, ds, None], cfg, None
@@ -77,8 +78,9 @@ CASES = {"joint": lambda: mla_case("joint"),
 RESUME = ("mla_owm", "cmg_full")
 
 
-def run(name, run_dir=None, stop_after=None):
+def run(name, run_dir=None, stop_after=None, precision="fp32"):
     model, (tr, va, te), cfg, collate = CASES[name]()
+    if precision != "fp32": cfg = dataclasses.replace(cfg, precision=precision)
     res = fit(model, tr, va, te, cfg=cfg, run_dir=run_dir, collate_fn=collate, device="cpu", stop_after=stop_after)
     return {"state": {k: v.detach().clone() for k, v in model.state_dict().items()}, "history": res.history,
             "steps": res.steps, "test": res.test, "val": res.val}
@@ -88,10 +90,13 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("out"); ap.add_argument("--ckpt", default=None)
     ap.add_argument("--stop-after", type=int, default=None, help="with --ckpt: stop the resume cases after K epochs")
+    ap.add_argument("--precision", default="fp32", help="bf16: float32 models under bf16 autocast (float64 otherwise)")
+    ap.add_argument("--cases", default=",".join(CASES), help="comma-separated names of CASES")
     a = ap.parse_args()
-    set_threads(1); torch.set_default_dtype(torch.float64)
+    set_threads(1)
+    if a.precision == "fp32": torch.set_default_dtype(torch.float64)   # autocast leaves float64 alone
     D.init_from_env("cpu")
-    out = {name: run(name) for name in CASES}
+    out = {name: run(name, precision=a.precision) for name in a.cases.split(",")}
     if a.ckpt:
         for name in RESUME:
             out[f"resume_{name}"] = run(name, os.path.join(a.ckpt, name), a.stop_after)

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from ..dist import all_reduce_grads, gather_cat, is_sharded, shard_offset
+from ..engine import fp32
 
 # %% auto #0
 __all__ = ['CLUB_NEGATIVES', 'CLUB_TIME_POOLS', 'as_groups', 'GroupedMLP', 'TemporalCLUB', 'inner_steps']
@@ -67,7 +68,8 @@ class TemporalCLUB(nn.Module):
         single = x.dim() == 3
         x, y = as_groups(x, y, self.groups, "TemporalCLUB")
         mu, lv = self.gaussian(x)
-        ll = torch.addcmul(lv, (mu - y).square(), lv.neg().exp_()).sum(-1).mean((1, 2)).mul(-0.5)   # g
+        with fp32(mu, lv, y) as (mu, lv, y):     # float32 under bf16 autocast (engine.fp32), as in forward
+            ll = torch.addcmul(lv, (mu - y).square(), lv.neg().exp_()).sum(-1).mean((1, 2)).mul(-0.5)   # g
         return ll[0] if single else ll
 
     def learning_loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -81,25 +83,28 @@ class TemporalCLUB(nn.Module):
         single = x.dim() == 3
         x, y = as_groups(x, y, self.groups, "TemporalCLUB")
         mu, lv = self.gaussian(x)                                                    # g b t dy
-        ya = gather_cat(y, 1)                                                        # under torchrun: the global batch
-        if neg == "sampled":                                                         # one shuffled partner per sample
-            perm = torch.rand(ya.shape[:2], device=y.device).argsort(1)             # g b
-            perm = perm[:, shard_offset(y.shape[1]):][:, :y.shape[1]]               # this rank's rows' partners
-            y_neg = torch.gather(ya, 1, perm[:, :, None, None].expand_as(y))
-        if self.time_pool == "official":
-            var = lv.mean(2).exp()                                                   # g b dy
-            pos = -((mu - y) ** 2).mean(2) / var
-            if neg == "sampled": negv = -((mu - y_neg) ** 2).mean(2) / var
-            else: negv = -((mu[:, :, None] - ya[:, None]) ** 2).mean(3).mean(2) / var   # g b j t dy -> g b dy
-            est = (pos.sum(-1) - negv.sum(-1)).mean(1) / 2
-        else:
-            var = lv.exp()
-            pos = -(mu - y) ** 2 / var                                               # g b t dy
-            if neg == "sampled": negv = -(mu - y_neg) ** 2 / var
-            else:   # mean_j (mu_b - y_j)^2 = (mu_b - mean_j y_j)^2 + var_j(y_j), per (t, d)
-                ym, yv = ya.mean(1, keepdim=True), ya.var(1, unbiased=False, keepdim=True)
-                negv = -((mu - ym) ** 2 + yv) / var
-            est = 0.5 * (pos - negv).sum(-1).mean((1, 2))
+        # the bound is a difference of two large, nearly equal sums of Gaussian log-likelihoods: float32 under bf16
+        # autocast (engine.fp32); the networks mu(x), logvar(x) before it may run in bf16
+        with fp32(mu, lv, y) as (mu, lv, y):
+            ya = gather_cat(y, 1)                                                        # under torchrun: the global batch
+            if neg == "sampled":                                                         # one shuffled partner per sample
+                perm = torch.rand(ya.shape[:2], device=y.device).argsort(1)             # g b
+                perm = perm[:, shard_offset(y.shape[1]):][:, :y.shape[1]]               # this rank's rows' partners
+                y_neg = torch.gather(ya, 1, perm[:, :, None, None].expand_as(y))
+            if self.time_pool == "official":
+                var = lv.mean(2).exp()                                                   # g b dy
+                pos = -((mu - y) ** 2).mean(2) / var
+                if neg == "sampled": negv = -((mu - y_neg) ** 2).mean(2) / var
+                else: negv = -((mu[:, :, None] - ya[:, None]) ** 2).mean(3).mean(2) / var   # g b j t dy -> g b dy
+                est = (pos.sum(-1) - negv.sum(-1)).mean(1) / 2
+            else:
+                var = lv.exp()
+                pos = -(mu - y) ** 2 / var                                               # g b t dy
+                if neg == "sampled": negv = -(mu - y_neg) ** 2 / var
+                else:   # mean_j (mu_b - y_j)^2 = (mu_b - mean_j y_j)^2 + var_j(y_j), per (t, d)
+                    ym, yv = ya.mean(1, keepdim=True), ya.var(1, unbiased=False, keepdim=True)
+                    negv = -((mu - ym) ** 2 + yv) / var
+                est = 0.5 * (pos - negv).sum(-1).mean((1, 2))
         return est[0] if single else est
 
     mi_est = forward

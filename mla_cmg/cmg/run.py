@@ -13,7 +13,7 @@ import torch
 from ..core import ConfigError, claim_run_dir, save_csv, save_json, save_npz, seed_everything, split_config
 from ..dist import barrier, is_main, solo
 from ..data.format import MMDataset, collate
-from ..engine import TrainConfig, fit, make_loader, to_device
+from ..engine import TrainConfig, drop_runtime_defaults, fit, make_loader, to_device
 from .downstream import DownstreamConfig, downstream_eval, extract_codes
 from .model import CMGConfig, UniCode, save_pretrained
 
@@ -53,7 +53,7 @@ def run_experiment(data, model: CMGConfig, train: TrainConfig, downstream: Downs
         raise ConfigError(f"downstream dataset {target.name!r} must have the pretraining dataset {data.name!r}'s "
                           f"modalities and feature sizes: {got} vs {want}")
     config = {"data": {"name": data.name, "sha256": content_hash(data)}, "model": dataclasses.asdict(model),
-              "train": {k: v for k, v in dataclasses.asdict(train).items() if k != "progress"},
+              "train": drop_runtime_defaults({k: v for k, v in dataclasses.asdict(train).items() if k != "progress"}),
               "downstream": dataclasses.asdict(downstream)}
     if downstream_data is not None: config["downstream_data"] = {"name": target.name, "sha256": content_hash(target)}
     out = None

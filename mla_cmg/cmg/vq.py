@@ -13,6 +13,7 @@ from einops import rearrange
 from torch import nn
 
 from ..dist import all_reduce_sum, broadcast_
+from ..engine import fp32
 
 # %% auto #0
 __all__ = ['MM_EMA_MODES', 'RESET_RULES', 'COMMIT_SCALES', 'EMA_ORDERS', 'RESET_STATS', 'code_distances', 'nearest_code',
@@ -153,8 +154,9 @@ class SharedCodebookEMA(nn.Module):
         for m, v in z.items():
             if v.shape[-1] != self.dim:
                 raise ValueError(f"modality {m!r}: last dimension {v.shape[-1]} != codebook dim {self.dim}")
-        with torch.no_grad():
-            d2 = {m: code_distances(v.detach(), self.codebook) for m, v in z.items()}     # b t m
+        # the nearest code in float32 under bf16 autocast (engine.fp32): bf16 rounding would tie or swap close codes
+        with torch.no_grad(), fp32({m: v.detach() for m, v in z.items()}) as zd:
+            d2 = {m: code_distances(v, self.codebook) for m, v in zd.items()}             # b t m
             idx = {m: d.argmin(-1) for m, d in d2.items()}
         codebook = self.codebook.clone() if self.training else self.codebook           # the codes idx refers to
         e = {m: F.embedding(i, codebook) for m, i in idx.items()}
@@ -162,14 +164,16 @@ class SharedCodebookEMA(nn.Module):
         commit = commitment_loss(z, e, self.beta, self.commit_scale, self.cross_commit)
         if self.training:
             with torch.no_grad():
-                zd = {m: v.detach() for m, v in z.items()}
                 self.ema_update(zd, idx)
                 if self.reset: self.reset_dead(idx)
         return VQOutput(q=q, idx=idx, e=e, commit=commit, d2=d2, codebook=codebook)
 
     @torch.no_grad()
     def ema_update(self, z: dict[str, torch.Tensor], idx: dict[str, torch.Tensor]) -> None:
-        "MM-EMA (or plain EMA with mm_ema='none') of the codebook from this batch's assignments."
+        "MM-EMA (or plain EMA with mm_ema='none') of the codebook from this batch's assignments (float32 under bf16 autocast)."
+        with fp32(z) as z: self._ema_update(z, idx)     # counts, sums and codebook: a 1 % step per batch at decay 0.99
+
+    def _ema_update(self, z, idx):
         targets = ema_targets(z, self.mm_ema)
         M, g = self.n_codes, self.decay
         counts = {m: code_counts(idx[m], M) for m in z}
@@ -188,6 +192,9 @@ class SharedCodebookEMA(nn.Module):
     @torch.no_grad()
     def reset_dead(self, idx: dict[str, torch.Tensor]) -> torch.Tensor:
         "Re-initialise codes idle for more than `reset_after` steps (rule 'any' or 'both') from recently active ones; returns the reset mask."
+        with fp32(): return self._reset_dead(idx)
+
+    def _reset_dead(self, idx):
         used = all_reduce_sum(torch.stack([code_counts(i, self.n_codes) for i in idx.values()])) > 0   # mods M (global batch)
         alive = used.all(0) if self.reset_rule == "both" else used.any(0)
         self.idle.copy_(torch.where(alive, torch.zeros_like(self.idle), self.idle + 1))

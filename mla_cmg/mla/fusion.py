@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from ..core import ConfigError
+from ..engine import fp32
 
 # %% auto #0
 __all__ = ['FUSION_MODES', 'OFFICIAL_FIXED', 'entropy', 'fusion_weights', 'entropy_fusion']
@@ -18,8 +19,9 @@ OFFICIAL_FIXED = {2: (0.55, 0.45), 3: (0.35, 0.25, 0.40)}   # a/v and a/v/t in t
 
 def entropy(logits: torch.Tensor, dim: int = -1) -> torch.Tensor:
     "Entropy of `softmax(logits)` along `dim`, computed through `log_softmax`."
-    lp = F.log_softmax(logits.float(), dim=dim)
-    return -(lp.exp() * lp).sum(dim)
+    with fp32():                                  # softmax and entropy in float32, also under bf16 autocast
+        lp = F.log_softmax(logits.float(), dim=dim)
+        return -(lp.exp() * lp).sum(dim)
 
 def _present(logits, present):
     M, B = len(logits), logits[0].shape[0]
@@ -36,25 +38,27 @@ def _renormalise(w, present):
 
 def fusion_weights(logits: list, mode: str = "sample", present=None, weights=None) -> torch.Tensor:
     "Fusion weights `[M, B]` for a list of M logit tensors `[B, C]`."
-    if mode not in FUSION_MODES: raise ConfigError(f"fusion mode must be one of {list(FUSION_MODES)}, got {mode!r}")
-    if len(logits) == 0: raise ValueError("fusion_weights: no logits given")
-    present = _present(logits, present)
-    M, B = present.shape
-    if mode == "sample":
-        H = torch.stack([entropy(o, 1) for o in logits])                          # [M, B]
-        w = torch.softmax((-H).masked_fill(~present, float("-inf")), 0)           # = exp(max H - H) / sum
-        return torch.nan_to_num(w, nan=0.0)                                       # samples with no modality
-    if mode == "batch":
-        H = torch.stack([(entropy(o[p], 0).sum() if p.any() else torch.tensor(float("inf"), device=o.device))
-                         for o, p in zip(logits, present)])                        # [M]: softmax over the batch axis
-        w = torch.nan_to_num(torch.softmax(-H, 0), nan=0.0)
+    with fp32():                                  # the weights in float32, also under bf16 autocast (engine.fp32)
+        if mode not in FUSION_MODES: raise ConfigError(f"fusion mode must be one of {list(FUSION_MODES)}, got {mode!r}")
+        if len(logits) == 0: raise ValueError("fusion_weights: no logits given")
+        present = _present(logits, present)
+        M, B = present.shape
+        if mode == "sample":
+            H = torch.stack([entropy(o, 1) for o in logits])                          # [M, B]
+            w = torch.softmax((-H).masked_fill(~present, float("-inf")), 0)           # = exp(max H - H) / sum
+            return torch.nan_to_num(w, nan=0.0)                                       # samples with no modality
+        if mode == "batch":
+            H = torch.stack([(entropy(o[p], 0).sum() if p.any() else torch.tensor(float("inf"), device=o.device))
+                             for o, p in zip(logits, present)])                        # [M]: softmax over the batch axis
+            w = torch.nan_to_num(torch.softmax(-H, 0), nan=0.0)
+            return _renormalise(w[:, None].expand(M, B), present)
+        w = torch.as_tensor(weights if weights is not None else OFFICIAL_FIXED.get(M, [1.0 / M] * M),
+                            dtype=torch.float32, device=present.device)
+        if w.shape != (M,): raise ValueError(f"fixed fusion needs {M} weights, got {tuple(w.shape)}")
         return _renormalise(w[:, None].expand(M, B), present)
-    w = torch.as_tensor(weights if weights is not None else OFFICIAL_FIXED.get(M, [1.0 / M] * M),
-                        dtype=torch.float32, device=present.device)
-    if w.shape != (M,): raise ValueError(f"fixed fusion needs {M} weights, got {tuple(w.shape)}")
-    return _renormalise(w[:, None].expand(M, B), present)
 
 def entropy_fusion(logits: list, mode: str = "sample", present=None, weights=None) -> torch.Tensor:
     "Fuse M logit tensors `[B, C]` into `[B, C]` with entropy-based (`sample`/`batch`) or `fixed` weights."
-    w = fusion_weights(logits, mode, present, weights)                             # [M, B]
-    return (w[..., None] * torch.stack([o.float() for o in logits])).sum(0)
+    with fp32():
+        w = fusion_weights(logits, mode, present, weights)                             # [M, B]
+        return (w[..., None] * torch.stack([o.float() for o in logits])).sum(0)

@@ -9,6 +9,7 @@ from torch import nn
 
 from ..core import ConfigError
 from ..dist import global_mean
+from ..engine import fp32
 
 # %% auto #0
 __all__ = ['HGM_VARIANTS', 'hgm_alpha', 'owm_update', 'HGM']
@@ -23,16 +24,17 @@ def hgm_alpha(batch_idx: int, n_batches: int) -> float:
 @torch.no_grad()
 def owm_update(P: torch.Tensor, r: torch.Tensor, alpha: float, variant: str = "owm", inplace: bool = False) -> torch.Tensor:
     "One projector update with mean feature `r` (`[d]`): the OWM/RLS rule (`owm`) or the released code's (`official`, `add`)."
-    r = r.detach().reshape(-1).to(P)                          # [d]
-    if not inplace: P = P.clone()
-    if variant == "owm":
-        q = P @ r                                             # [d]
-        return P.addr_(q, q / -(alpha + r @ q))               # P - q q^T / (alpha + r^T q): one pass, no host sync
-    if variant in ("official", "add"):
+    if variant not in ("owm", "official", "add"):
+        raise ConfigError(f"owm_update: variant must be 'owm', 'official' or 'add', got {variant!r}")
+    with fp32():                                              # float32 under bf16 autocast: P is a running inverse
+        r = r.detach().reshape(-1).to(P)                      # [d]
+        if not inplace: P = P.clone()
+        if variant == "owm":
+            q = P @ r                                         # [d]
+            return P.addr_(q, q / -(alpha + r @ q))           # P - q q^T / (alpha + r^T q): one pass, no host sync
         k = P @ r                                             # [d]
         P.sub_(torch.outer(k, k).div_(torch.outer(k, r).add_(alpha)))   # d x d denominator, elementwise (as released)
         return P.div_(torch.linalg.matrix_norm(P))            # unit Frobenius norm
-    raise ConfigError(f"owm_update: variant must be 'owm', 'official' or 'add', got {variant!r}")
 
 # %% ../../nbs/20_mla_hgm.ipynb #c006
 class HGM(nn.Module):
@@ -54,10 +56,13 @@ class HGM(nn.Module):
         if self.variant == "off" or (first and self.skip_first): return grad
         if feats.shape[-1] != self.d or grad.shape[-1] != self.d:
             raise ValueError(f"HGM(d={self.d}): got features {tuple(feats.shape)} and gradient {tuple(grad.shape)}")
-        # data-parallel: the global batch's mean
-        r = global_mean(feats.detach())          # the batch mean (under torchrun: the global batch's)
-        owm_update(self.P, r, alpha, self.variant, inplace=True)
-        gp = grad @ self.P.T.to(grad.dtype)                   # [C, d] @ [d, d]
-        return gp.add_(grad) if self.variant == "add" else gp
+        # under bf16 autocast P, its update and the projected gradient stay float32 (engine.fp32): with 8 mantissa
+        # bits the rank-1 updates of the running inverse P lose positive-definiteness
+        with fp32(grad, feats) as (grad, feats):
+            # data-parallel: the global batch's mean
+            r = global_mean(feats.detach())      # the batch mean (under torchrun: the global batch's)
+            owm_update(self.P, r, alpha, self.variant, inplace=True)
+            gp = grad @ self.P.T.to(grad.dtype)               # [C, d] @ [d, d]
+            return gp.add_(grad) if self.variant == "add" else gp
 
     def extra_repr(self): return f"d={self.d}, variant={self.variant!r}, skip_first={self.skip_first}"

@@ -13,7 +13,7 @@ import torch
 from ..core import ConfigError, claim_run_dir, save_csv, save_json, save_npz, seed_everything, split_config
 from ..dist import barrier, is_main
 from ..encoders import EncoderConfig
-from ..engine import TrainConfig, fit, make_loader
+from ..engine import TrainConfig, drop_runtime_defaults, fit, make_loader
 from .methods import METHODS, build_method, gap_metrics, method_entry, method_options, probe_accuracies
 
 # %% auto #0
@@ -101,7 +101,7 @@ def run_experiment(data, method, enc: EncoderConfig | dict | None = None,
         "data": {"name": data.name, "sha256": data.sha256 if isinstance(data, PaperData) else content_hash(data)},
         "method": dataclasses.asdict(method),
         "encoder": dataclasses.asdict(enc),
-        "train": {k: v for k, v in dataclasses.asdict(train).items() if k != "progress"},
+        "train": drop_runtime_defaults({k: v for k, v in dataclasses.asdict(train).items() if k != "progress"}),
         "probe": probe,
         **({"eval_split": eval_split} if eval_split != "test" else {}),
     }
@@ -148,7 +148,7 @@ def run_experiment(data, method, enc: EncoderConfig | dict | None = None,
         config={
             "method": dataclasses.asdict(method),
             "encoder": dataclasses.asdict(enc),
-            "train": dataclasses.asdict(train),
+            "train": drop_runtime_defaults(dataclasses.asdict(train)),
         },
     )
     if out_dir is not None:
