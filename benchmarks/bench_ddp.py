@@ -26,8 +26,9 @@ for known GPUs, or `--peak-tflops`. On CPU (no table) MFU is '-' unless `--peak-
 
 `--data-root DIR` (a folder in MLA's CREMA-D layout, as `mla_cmg.data.papers.crema_d(DIR, 'train')` reads it:
 fbank `.npy` files and JPEG frames) also times the data pipeline: batches of the benchmark's batch size from
-`engine.make_loader` with `--workers` processes and `--pin-memory`, decoded and collated, seconds per batch after
-the first; printed beside the step time, so one sees whether loading (and not the model) bounds training.
+`--workers` processes and `--pin-memory` (the engine's worker seeding), decoded and collated, 20 batches timed from
+the loader's start: the rate loading sustains on its own, printed beside the step time, so one sees whether loading
+(and not the model) bounds training.
 
 Goals on one H200 (issue 22): MLA at batch 64 in bf16 >= 3x its fp32 samples/s (>= 1,300 samples/s), Uni-Code >= 2x
 (>= 1,650 samples/s). Needs only torch and mla_cmg (no dvc, papermill or data).
@@ -156,17 +157,20 @@ def step_flops(which, device, frames, precision, batch=None) -> int:
     return fc.get_total_flops()
 
 
-def data_time(root, batch, workers, pin, frames, n_batches=6):
-    "Seconds per batch of CREMA-D clips from `root` (decode + collate, `workers` processes, pinned or not), after the first batch."
+def data_time(root, batch, workers, pin, frames, n_batches=20):
+    """Seconds per batch of CREMA-D train clips from `root`: `n_batches` batches (clips drawn with replacement, so a
+    small folder serves too), decoded and collated in `workers` processes as the engine's loader does, timed from the
+    loader's start (its workers' start-up included) to the last batch: the rate loading sustains on its own."""
     from mla_cmg.data.papers import crema_d
-    from mla_cmg.engine import make_loader
+    from mla_cmg.engine import seed_loader_worker
     ds = crema_d(root, "train", n_frames=frames)
-    loader = make_loader(ds, batch, shuffle=True, num_workers=workers, pin_memory=pin)
-    times, it = [], iter(loader)
-    for _ in range(min(n_batches, len(loader))):
-        next(it); times.append(time.perf_counter())
-    if len(times) < 2: return None, len(ds)
-    return (times[-1] - times[0]) / (len(times) - 1), len(ds)
+    sampler = torch.utils.data.RandomSampler(ds, replacement=True, num_samples=batch * n_batches,
+                                             generator=torch.Generator().manual_seed(0))
+    loader = torch.utils.data.DataLoader(ds, batch_size=batch, sampler=sampler, num_workers=workers, pin_memory=pin,
+                                         worker_init_fn=seed_loader_worker if workers else None)
+    t0 = time.perf_counter()
+    for _ in loader: pass
+    return (time.perf_counter() - t0) / n_batches, len(ds)
 
 
 def _hgm_share(hgm, dt) -> str:
@@ -187,6 +191,8 @@ def main(argv=None):
     ap.add_argument("--data-root", default=None, help="a CREMA-D folder: also time loading its train batches")
     ap.add_argument("--workers", type=int, default=0, help="DataLoader workers for --data-root")
     ap.add_argument("--pin-memory", action="store_true", help="pinned host memory for --data-root")
+    ap.add_argument("--out", default=None, help="also write the table as markdown here (the README shows "
+                    "benchmarks/results/hardware.md), with the date, the device and the command")
     a = ap.parse_args(argv)
     if a.warmup < 1: sys.exit("--warmup must be >= 1 (the first timed interval starts at the end of a warm-up step)")
     if a.device.startswith("cuda") and torch.cuda.device_count() < max(a.procs):
@@ -205,9 +211,10 @@ def main(argv=None):
             B = a.batch or 64
             data[which], n = data_time(a.data_root, B, a.workers, a.pin_memory, a.frames)
             print(f"data: {a.data_root} ({n} train clips), batch {B}, {a.workers} workers, pin_memory={a.pin_memory}: "
-                  + (f"{data[which]:.3f} s/batch" if data[which] else "fewer than 2 batches"))
+                  + f"{data[which]:.3f} s/batch")
     print(f"{'model':<34}{'prec':>6}{'procs':>6}{'s/step':>10}{'samples/s':>12}{'efficiency':>12}{'GFLOP/step':>12}"
           f"{'MFU':>8}{'data s/batch':>14}{'HGM/step':>22}")
+    rows = []
     for which in a.which:
         for prec in a.precision:
             base, flops = None, step_flops(which, a.device, a.frames, prec, a.batch)
@@ -222,6 +229,31 @@ def main(argv=None):
                 name = (f"MLA 2xResNet18 {a.frames}fr B={B}" if which == "mla" else f"Uni-Code D=256 M=400 T=10 B={B}")
                 print(f"{name:<34}{prec:>6}{n:>6}{dt:>10.3f}{sps:>12.1f}{eff:>12}{flops / 1e9:>12.1f}{mfu:>8}{dat:>14}"
                       f"{_hgm_share(hgm, dt):>22}", flush=True)
+                rows.append(dict(model=name, which=which, prec=prec, procs=n, dt=dt, sps=sps, eff=eff, gflop=flops / 1e9,
+                                 mfu=mfu, data=dat, hgm=_hgm_share(hgm, dt)))
+    if a.out: write_markdown(a.out, rows, a, dev_name, argv if argv is not None else sys.argv[1:])
+
+
+def write_markdown(path, rows, a, dev_name, argv) -> None:
+    "The table as markdown (atomically), with when, where and how it was measured, and bf16's speed-up over fp32."
+    from mla_cmg.core import atomic_write_text
+    cpu = not a.device.startswith("cuda")
+    head = (f"Recorded {time.strftime('%Y-%m-%d')} with `python benchmarks/bench_ddp.py {' '.join(argv)}` "
+            f"(torch {torch.__version__}, {'CPU, ' + os.environ.get('BENCH_THREADS', '1') + ' thread(s) per process' if cpu else dev_name}"
+            f"; channels_last={a.channels_last}, compile={a.compile}).")
+    if cpu:
+        head += (" **No GPU was available when this was recorded**: these are CPU figures, which show the table's shape "
+                 "and bf16's effect on a CPU, not the GPU figures; the GPU goals (one H200: MLA at batch 64 in bf16 at "
+                 "least 3x its fp32 samples/s, Uni-Code at least 2x) are not measured yet. On a GPU box: "
+                 "`python benchmarks/bench_ddp.py --device cuda --procs 1 --channels-last --out benchmarks/results/hardware.md`.")
+    lines = [head, "", "| model | precision | processes | s/step | samples/s | vs fp32 | GFLOP/step | MFU | data s/batch | HGM/step |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        base = next((q["sps"] for q in rows if q["which"] == r["which"] and q["procs"] == r["procs"] and q["prec"] == "fp32"), None)
+        vs = f"{r['sps'] / base:.2f}x" if base else "-"
+        lines.append(f"| {r['model']} | {r['prec']} | {r['procs']} | {r['dt']:.3f} | {r['sps']:.1f} | {vs} | {r['gflop']:.1f} "
+                     f"| {r['mfu']} | {r['data']} | {r['hgm']} |")
+    atomic_write_text(path, "\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

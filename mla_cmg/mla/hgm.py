@@ -57,7 +57,7 @@ class HGM(nn.Module):
         if feats.shape[-1] != self.d or grad.shape[-1] != self.d:
             raise ValueError(f"HGM(d={self.d}): got features {tuple(feats.shape)} and gradient {tuple(grad.shape)}")
         # under bf16 autocast P, its update and the projected gradient stay float32 (engine.fp32): with 8 mantissa
-        # bits the rank-1 updates of the running inverse P lose positive-definiteness
+        # bits the running inverse P drifts from its exact value and lets old directions through (measured above)
         with fp32(grad, feats) as (grad, feats):
             # data-parallel: the global batch's mean
             r = global_mean(feats.detach())      # the batch mean (under torchrun: the global batch's)

@@ -13,7 +13,7 @@ import torch
 from ..core import ConfigError, claim_run_dir, save_csv, save_json, save_npz, seed_everything, split_config
 from ..dist import barrier, is_main
 from ..encoders import EncoderConfig
-from ..engine import TrainConfig, drop_runtime_defaults, fit, make_loader
+from ..engine import TrainConfig, drop_runtime_defaults, fit, loader_kwargs, make_loader, to_device
 from .methods import METHODS, build_method, gap_metrics, method_entry, method_options, probe_accuracies
 
 # %% auto #0
@@ -117,9 +117,14 @@ def run_experiment(data, method, enc: EncoderConfig | dict | None = None,
               collate_fn=batch_collate, device=device, resume=resume)
     train_time = time.time() - t0
     if not is_main(): return {"metrics": None, "history": res.history, "features": None, "model": model, "timing": None}
-    loader = lambda s: make_loader(ds[s], train.eval_batch_size, collate_fn=batch_collate)
-    if isinstance(data, PaperData): ds["train"] = data.dataset("train")     # the probe reads un-augmented clips
-    model.to("cpu")
+    if isinstance(data, PaperData):       # clips: features on the training device, read by the loader workers; the
+        ds["train"] = data.dataset("train")    # probe reads un-augmented clips
+        dev = next(model.parameters()).device
+        loader = lambda s: (to_device(b, dev) for b in make_loader(ds[s], train.eval_batch_size, collate_fn=batch_collate,
+                                                                    **loader_kwargs(train, dev)))
+    else:                                 # in-memory data: on the CPU (the features the report reads, bit for bit)
+        loader = lambda s: make_loader(ds[s], train.eval_batch_size, collate_fn=batch_collate)
+        model.to("cpu")
     f_te = model.features(loader("test"))
     trained = model.modalities                     # the modalities the method has encoders for
     entry = METHODS[method.method]
