@@ -194,21 +194,30 @@ def prepare_paper(name: str, params: dict | None = None, out_dir="data/prepared"
 # %% ../../nbs/15_data_paper_bench.ipynb #c015
 PAPER_WING = {"crema_d": "mla", "kinetics_sounds": "mla", "ave": "cmg"}
 _OFFICIAL = {  # what the papers' code does, per row of the card (mla.md section 4, cmg.md sections 1 and 4)
-    "optimiser": {"mla": "SGD lr 1e-3, momentum 0.9, weight decay 1e-4", "cmg": "Adam lr 4e-4, clip 0.5 (pretraining)"},
+    "optimiser": {
+        "mla": "SGD lr 1e-3, momentum 0.9, weight decay 1e-4",
+        "cmg": "Adam lr 4e-4, clip 0.5 (pretraining)"},
     "schedule": {"mla": "StepLR: x0.1 every 70 epochs", "cmg": "constant"},
     "epochs / batch": {"mla": "100 / 64", "cmg": "6 pretraining epochs / 80"},
-    "encoders": {"mla": "ResNet18 per modality from scratch (audio as a 1-channel image), d = 512",
-                 "cmg": "VGGish audio, VGG19 pool5 video (frozen features), D = 256, 400 codes"},
-    "frames": {"mla": "1 fps (OpenCV), 3 per clip at 0, n//3, 2n//3 of os.listdir; 224², crop + flip in training",
-               "cmg": "VGG19 pool5 maps of 1 frame per second, 10 s"},
-    "audio feature": {"mla": "Kaldi fbank 128 bins, 10 ms, 1024 frames (extract_fbank.py); the loader reads *_fbank",
-                      "cmg": "VGGish 128-d per second, 10 s"},
-    "classes": {"crema_d": "6 emotions from the file names (ANG DIS FEA HAP NEU SAD), sorted: stat_cre.txt",
-                "kinetics_sounds": "31 Kinetics-400 classes (stat_ks.txt, not shipped), sorted",
-                "ave": "28 events + background, one-hot per second (labels.h5)"},
-    "split": {"mla": "the shipped lists: a random 90/10 train/test split, no validation split",
-              "cmg": "AVE's train/val/test"},
-    "selection": {"mla": "the best test epoch (no validation split)", "cmg": "the pretraining epoch best on AVE downstream"},
+    "encoders": {
+        "mla": "ResNet18 per modality from scratch (audio as a 1-channel image), d = 512",
+        "cmg": "VGGish audio, VGG19 pool5 video (frozen features), D = 256, 400 codes"},
+    "frames": {
+        "mla": "1 fps (OpenCV), 3 per clip at 0, n//3, 2n//3 of os.listdir; 224², crop + flip in training",
+        "cmg": "VGG19 pool5 maps of 1 frame per second, 10 s"},
+    "audio feature": {
+        "mla": "Kaldi fbank 128 bins, 10 ms, 1024 frames (extract_fbank.py); the loader reads *_fbank",
+        "cmg": "VGGish 128-d per second, 10 s"},
+    "classes": {
+        "crema_d": "6 emotions from the file names (ANG DIS FEA HAP NEU SAD), sorted: stat_cre.txt",
+        "kinetics_sounds": "31 Kinetics-400 classes (stat_ks.txt, not shipped), sorted",
+        "ave": "28 events + background, one-hot per second (labels.h5)"},
+    "split": {
+        "mla": "the shipped lists: a random 90/10 train/test split, no validation split",
+        "cmg": "AVE's train/val/test"},
+    "selection": {
+        "mla": "the best test epoch (no validation split)",
+        "cmg": "the pretraining epoch best on AVE downstream"},
 }
 
 def protocol_card(name: str, params: dict) -> str:
