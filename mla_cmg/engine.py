@@ -20,7 +20,7 @@ from . import dist as D
 
 # %% auto #0
 __all__ = ['PRECISIONS', 'RUNTIME_DEFAULTS', 'TrainConfig', 'drop_runtime_defaults', 'StepContext', 'EpochSplits', 'Method',
-           'to_device', 'seed_loader_worker', 'make_loader', 'loader_kwargs', 'make_optimizer', 'fp32',
+           'to_device', 'seed_loader_worker', 'seed_dataset', 'make_loader', 'loader_kwargs', 'make_optimizer', 'fp32',
            'precision_context', 'check_runtime', 'prepare_runtime', 'FitResult', 'TrainingDiverged', 'fit']
 
 # %% ../nbs/02_engine.ipynb #c004
@@ -191,12 +191,18 @@ def seed_loader_worker(worker_id: int) -> None:
     fn = getattr(torch.utils.data.get_worker_info().dataset, "seed_worker", None)
     if callable(fn): fn(torch.initial_seed() % 2**32)
 
+def seed_dataset(ds, seed: int, epoch: int, rank: int = 0) -> None:
+    "In-process loading: reseed a dataset that draws random numbers (`seed_worker`, e.g. augmentation) from `(seed, epoch, rank)` only, so a resumed run draws what an uninterrupted one does."
+    fn = getattr(ds, "seed_worker", None)
+    if callable(fn): fn((seed * 1_000_003 + epoch) * 1_009 + rank)
+
 def make_loader(ds: Dataset, batch_size: int, shuffle: bool = False, collate_fn=None,
                 seed: int = 0, epoch: int = 0, num_workers: int = 0, pin_memory: bool = False) -> DataLoader:
     "A loader (in this process, or in `num_workers` worker processes); when shuffling, its order depends only on `(seed, epoch)`."
     g = None
     if shuffle:
         g = torch.Generator(); g.manual_seed(seed * 1_000_003 + epoch)
+        if not num_workers: seed_dataset(ds, seed, epoch)
     return DataLoader(ds, batch_size=batch_size, shuffle=shuffle, generator=g, collate_fn=collate_fn,
                       num_workers=num_workers, pin_memory=pin_memory,
                       worker_init_fn=seed_loader_worker if num_workers else None)
@@ -351,6 +357,7 @@ def _shard_loader(ds, cfg, collate_fn, epoch, ws, device):
     batches = D.shard_batches(len(ds), cfg.batch_size, cfg.seed, epoch, D.rank(), ws)
     # a generator of its own: the iterator's base seed must not come from the global RNG (make_loader's does not)
     kw = loader_kwargs(cfg, device)
+    if not kw["num_workers"]: seed_dataset(ds, cfg.seed, epoch, D.rank())
     return DataLoader(ds, batch_sampler=batches, collate_fn=collate_fn, generator=torch.Generator(), **kw,
                       worker_init_fn=seed_loader_worker if kw["num_workers"] else None)
 

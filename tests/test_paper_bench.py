@@ -92,3 +92,23 @@ def test_paper_profile_wires_the_stages(tmp_path, name):
     lock_free = yaml.safe_load((tmp_path / "dvc.yaml").read_text())["stages"]["prepare_paper"]
     assert "data/raw/papers/${item.name}" in lock_free["deps"] and "data.${item.name}" in lock_free["params"]
     assert "| selection |" in protocol_card(name, P)
+
+
+def test_in_process_augmentation_depends_on_seed_and_epoch_only():
+    "Loading in the training process, an augmenting dataset's draws are a function of (seed, epoch): a resumed run repeats them."
+    import torch
+    from mla_cmg.engine import make_loader
+
+    class Augmenting(torch.utils.data.Dataset):
+        def __init__(self): self.rng = np.random.default_rng(123)
+        def __len__(self): return 8
+        def __getitem__(self, i): return torch.tensor(self.rng.random())
+        def seed_worker(self, seed): self.rng = np.random.default_rng(seed)
+
+    draws = lambda ds, epoch: torch.cat(list(make_loader(ds, 4, shuffle=True, seed=0, epoch=epoch)))
+    ds = Augmenting()
+    e0, e1 = draws(ds, 0), draws(ds, 1)
+    assert not torch.equal(e0, e1)                        # each epoch draws anew
+    resumed = Augmenting(); resumed.rng.random(100)        # another process, in another state, starting at epoch 1
+    assert torch.equal(draws(resumed, 1), e1)
+    assert not torch.equal(torch.cat(list(make_loader(Augmenting(), 4, shuffle=True, seed=1, epoch=1))), e1)
