@@ -284,6 +284,11 @@ def run_record(world_size: int, device, **extra) -> dict:
     return {"world_size": int(world_size), "device": str(device), "torch": torch_version,
             "python": platform.python_version(), **extra}
 
+def _default_device() -> str:
+    "The device a run without a `device` key trained on: CUDA when present (as `dist.init_from_env` picks), else cpu."
+    import torch                        # here only, after the runs: the runner starts without importing torch
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
 def _rank_errors(errdir) -> str:
     "The errors the ranks of a failed torchrun job wrote (mla_cmg.launch), the same text shown once."
     texts = {}
@@ -389,7 +394,7 @@ def main(argv=None) -> int:
     else:
         outs = run_all(nb, sets, jobs=jobs, sources=sources, root=a.root)
         for p in sets: save_json(Path(p["out_dir"], "run.json"),
-                                 run_record(1, p.get("device", "cpu"), runner="papermill"))
+                                 run_record(1, p.get("device") or _default_device(), runner="papermill"))
     summarize(outs, folder / f"{name}.json",
               extra={"experiment": a.experiment, "benchmark": a.benchmark, "variant": a.variant, "name": name,
                      "seeds": [p["seed"] for p in sets],
