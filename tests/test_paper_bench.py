@@ -59,6 +59,8 @@ def test_raw_clips_to_a_run(workdir, capfd):
     shutil.rmtree("data/papers/crema_d")
     prepare_paper("crema_d", {**KNOBS, "seed": 1})
     assert load_paper("data/prepared/crema_d.npz").sha256 != data.sha256
+    with np.load("data/prepared/crema_d.npz", allow_pickle=False) as z:   # the index holds how the clips were made
+        assert json.loads(str(z["preprocess"]))["settings"]["seed"] == 1
     with pytest.raises(ConfigError, match="another configuration"):
         run_params("mla", dict(p))
     # options that cannot apply to streamed clips are errors that name them

@@ -118,9 +118,11 @@ def write_index(path, name: str, folder, options: dict, augment: bool) -> PaperD
             raise
         classes = ds.classes
         ids += ds.ids; y += ds.labels; split += [s] * len(ds)
+    rec = Path(folder) / "preprocess.json"    # how the clips were made (settings, versions, failures): part of the hash
     arrays = dict(kind=np.array("paper_clips"), name=np.array(name), folder=np.array(str(folder)),
                   classes=np.array(classes), ids=np.array(ids), y=np.array(y, np.int64), split=np.array(split),
-                  options=np.array(json.dumps(options, sort_keys=True)), augment=np.array(bool(augment)))
+                  options=np.array(json.dumps(options, sort_keys=True)), augment=np.array(bool(augment)),
+                  preprocess=np.array(rec.read_text() if rec.exists() else ""))
     save_npz(path, sha256=np.array(_index_hash(arrays)), **arrays)
     return load_paper(path)
 
