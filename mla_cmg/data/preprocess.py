@@ -9,10 +9,12 @@ from pathlib import Path
 
 import numpy as np
 
+from ..core import atomic_path, atomic_write_text, save_json
+
 # %% auto #0
 __all__ = ['FBANK_FRAMES', 'FBANK_BINS', 'SAMPLE_RATE', 'EPS32', 'TMP_PREFIX', 'CREMA_EMOTIONS', 'CREMA_ID', 'KS_SPLITS',
            'DATASETS', 'SPLITS', 'mel_scale', 'mel_banks', 'kaldi_fbank', 'fix_frames', 'mla_fbank', 'mla_spec',
-           'read_audio', 'frames_1fps', 'save_npy', 'write_text', 'write_frames', 'LayoutError', 'crema_d_clips',
+           'read_audio', 'frames_1fps', 'save_npy', 'write_frames', 'LayoutError', 'crema_d_clips',
            'kinetics_sounds_clips', 'assign_splits', 'clip_outputs', 'process_clip', 'preprocess', 'main']
 
 # %% ../../nbs/14_data_preprocess.ipynb #c006
@@ -119,27 +121,11 @@ def _resize_short(img, size: int | None):
     return img.resize((max(1, round(w * s)), max(1, round(h * s))), Image.BICUBIC)
 
 # %% ../../nbs/14_data_preprocess.ipynb #c015
-TMP_PREFIX = ".tmp-"
+TMP_PREFIX = ".tmp-"                      # core.atomic_path's temp names start so too
 
 def save_npy(path, a: np.ndarray):
-    "Write `a` to `path` atomically (temp file in the same folder, then `os.replace`)."
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f"{TMP_PREFIX}{path.stem}-", suffix=".npy", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f: np.save(f, a, allow_pickle=False)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True); raise
-
-def write_text(path, text: str):
-    "Write a text file atomically."
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f"{TMP_PREFIX}{path.name}-", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f: f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True); raise
+    "Write `a` to `path` atomically (core.atomic_path: a temp file in the same folder, then `os.replace`)."
+    with atomic_path(path) as tmp, open(tmp, "wb") as f: np.save(f, a, allow_pickle=False)
 
 def write_frames(video, out_dir, frame_size: int | None = None) -> int:
     "Save the 1 fps frames of `video` as `out_dir/00001.jpg`, ... (quality 95) atomically; the number of frames."
@@ -316,13 +302,10 @@ def _read_lists(lists_dir: Path, tag: str, ext: str) -> dict:
         if not p.is_file():
             if s == "val": continue
             raise LayoutError(f"{p}: list file not found (--lists expects my_train_{tag}.txt and my_test_{tag}.txt)")
-        rows = []
-        for i, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1):
-            if not line.strip(): continue
-            parts = line.strip().split(ext + " ")
-            if len(parts) != 2: raise LayoutError(f"{p}:{i}: malformed line, expected '<id>{ext} <label>', got {line!r}")
-            rows.append((parts[0], parts[1].strip(), f"{p}:{i}"))
-        out[s] = rows
+        from mla_cmg.data.papers import read_list      # the loaders' parser (imported here: workers need no torch)
+        try: rows = read_list(p, ext + " ", 2, fmt=f"'<id>{ext} <label>'")
+        except ValueError as e: raise LayoutError(str(e)) from None
+        out[s] = [(sid, label, f"{p}:{i}") for i, (sid, label) in rows]
     return out
 
 def _our_outputs(out_dir: Path, tag: str) -> list:
@@ -385,7 +368,7 @@ def preprocess(dataset: str, raw_dir, out_dir, audio: str = "fbank", frame_size:
     out_dir.mkdir(parents=True, exist_ok=True)
     _sweep_temps(out_dir)
     record = dict(status="running", settings=settings, versions=_versions())
-    write_text(out_dir / "preprocess.json", json.dumps(record, indent=1) + "\n")
+    save_json(out_dir / "preprocess.json", record)
     jobs = [dict(c, split=where[c["id"]], out_dir=str(out_dir), audio_kind=audio, frame_size=frame_size, seed=seed)
             for c in clips if c["id"] in where]
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
@@ -413,15 +396,15 @@ def preprocess(dataset: str, raw_dir, out_dir, audio: str = "fbank", frame_size:
         rows = [r for r in ok if r["split"] == s]
         for r in rows: counts[s][r["label"]] += 1
         lst = out_dir / f"my_{s}_{tag}.txt"
-        if rows: write_text(lst, "".join(f"{r['id']}{ext} {r['label']}\n" for r in rows))
+        if rows: atomic_write_text(lst, "".join(f"{r['id']}{ext} {r['label']}\n" for r in rows))
         else: lst.unlink(missing_ok=True)
     n_all = {n: sum(counts[s][n] for s in SPLITS) for n in names}
-    write_text(out_dir / f"stat_{tag}.txt", "".join(f"{n} >{i} >{n_all[n]}\n" if tag == "ks" else f"{n}\n" for i, n in enumerate(names)))
+    atomic_write_text(out_dir / f"stat_{tag}.txt", "".join(f"{n} >{i} >{n_all[n]}\n" if tag == "ks" else f"{n}\n" for i, n in enumerate(names)))
     record.update(status="complete", clips={s: sum(counts[s].values()) for s in SPLITS}, counts=counts, notes=notes,
                   failures=sorted(failures, key=lambda f: f["id"]))
     # the file holds what the outputs are (a DVC output: the same clips give the same bytes, resumed or not); what
     # this call did and how long it took are returned and printed
-    write_text(out_dir / "preprocess.json", json.dumps(record, indent=1) + "\n")
+    save_json(out_dir / "preprocess.json", record)
     record.update(processed=sum(r["status"] == "done" for r in results), skipped=sum(r["status"] == "skipped" for r in results),
                   seconds=round(time.time() - t0, 1))
     msg = (f"preprocess: {len(ok)} clips ({', '.join(f'{s} {n}' for s, n in record['clips'].items())}) in {out_dir}; "

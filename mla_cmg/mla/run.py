@@ -68,11 +68,13 @@ class FastSplit(torch.utils.data.Dataset):
         )
 
 def run_splits(data, eval_split: str = "test", seed: int = 0) -> dict:
-    "A run's train, val and scored splits: `FastSplit`s of an `MMData`, or a `PaperData`'s clips streamed from disk (train augmented, seeded)."
+    "A run's train, val and scored splits, and the train split the probe reads: `FastSplit`s of an `MMData`, or a `PaperData`'s clips streamed from disk (train augmented, seeded; the probe's not)."
     from mla_cmg.data.paper_bench import PaperData
     if isinstance(data, PaperData):
-        return {"train": data.dataset("train", train=True, seed=seed), "val": data.dataset("val"), "test": data.dataset(eval_split)}
-    return {"train": FastSplit(data, "train"), "val": FastSplit(data, "val"), "test": FastSplit(data, eval_split)}
+        return {"train": data.dataset("train", train=True, seed=seed), "val": data.dataset("val"),
+                "test": data.dataset(eval_split), "probe": data.dataset("train")}
+    train = FastSplit(data, "train")
+    return {"train": train, "val": FastSplit(data, "val"), "test": FastSplit(data, eval_split), "probe": train}
 
 def batch_collate(items):
     "Pass a batch from `FastSplit.__getitems__` through; collate a list of samples otherwise."
@@ -117,8 +119,7 @@ def run_experiment(data, method, enc: EncoderConfig | dict | None = None,
               collate_fn=batch_collate, device=device, resume=resume)
     train_time = time.time() - t0
     if not is_main(): return {"metrics": None, "history": res.history, "features": None, "model": model, "timing": None}
-    if isinstance(data, PaperData):       # clips: features on the training device, read by the loader workers; the
-        ds["train"] = data.dataset("train")    # probe reads un-augmented clips
+    if isinstance(data, PaperData):       # clips: features on the training device, read by the loader workers
         dev = next(model.parameters()).device
         loader = lambda s: (to_device(b, dev) for b in make_loader(ds[s], train.eval_batch_size, collate_fn=batch_collate,
                                                                     **loader_kwargs(train, dev)))
@@ -132,7 +133,7 @@ def run_experiment(data, method, enc: EncoderConfig | dict | None = None,
          "acc_multimodal": res.test["acc"], "f1_macro": res.test["f1_macro"]}
     m.update({f"acc_{x}": _none_if_nan(res.test.get(f"acc_{x}")) for x in data.modalities})
     if probe:
-        f_tr = model.features(loader("train"))
+        f_tr = model.features(loader("probe"))
         m.update({f"probe_{x}": v for x, v in probe_accuracies(f_tr, f_te, trained, seed=train.seed).items()})
     # each fusion rule as if it were
     for rule in [k[len("acc_fuse_"):] for k in res.test if k.startswith("acc_fuse_")]:
