@@ -310,3 +310,42 @@ def test_kinetics_sounds_end_to_end(tmp_path, capsys):
     assert abs(len(x) / 16000 - durations[sid]) < 0.1
     with pytest.raises(ValueError, match="--split speaker"):
         pre.preprocess("kinetics_sounds", raw, tmp_path / "o2", split="speaker")
+
+
+def _children(pid: int) -> list:
+    "The processes whose parent is `pid` (Linux /proc)."
+    out = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try: stat = (d / "stat").read_text()
+            except OSError: continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid: out.append(int(d.name))
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try: return (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError: return False
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_kill_9_takes_the_workers_along(tmp_path):
+    "kill -9 of the command leaves none of its worker processes running."
+    import time
+    raw = tmp_path / "raw"
+    for k in range(40):
+        sid = f"{1001 + k % 8}_{['DFA', 'IEO', 'IOM', 'ITH', 'ITS'][k // 8]}_{list(EMO)[k % 6]}_XX"
+        write_wav(raw / "AudioWAV" / f"{sid}.wav", 0.3 * np.sin(np.arange(48000) / 7))
+        write_video(raw / "VideoFlash" / f"{sid}.flv", 3, fps=30, size=(320, 240))
+    p = subprocess.Popen([sys.executable, "-m", "mla_cmg.data.preprocess", "crema_d", str(raw), str(tmp_path / "out"),
+                          "--workers", "2", "--quiet"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    kids, deadline = [], time.time() + 120
+    while p.poll() is None and time.time() < deadline and len(kids) < 2:
+        kids = _children(p.pid); time.sleep(0.02)
+    assert p.poll() is None and len(kids) >= 2, "the workers did not start before the run ended"
+    p.kill(); p.wait()
+    for _ in range(250):
+        if not any(map(_alive, kids)): break
+        time.sleep(0.02)
+    assert not any(map(_alive, kids)), f"left running after kill -9: {[k for k in kids if _alive(k)]}"

@@ -386,7 +386,9 @@ def preprocess(dataset: str, raw_dir, out_dir, audio: str = "fbank", frame_size:
         import importlib, multiprocessing
         from concurrent.futures import ProcessPoolExecutor, as_completed
         fn = importlib.import_module("mla_cmg.data.preprocess").process_clip   # picklable under `python -m` too
-        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as ex:
+        from mla_cmg.runner import _die_with_parent    # a killed run (even kill -9) takes its workers with it
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_die_with_parent,
+                                 initargs=(os.getpid(),)) as ex:
             for fut in as_completed([ex.submit(fn, j) for j in jobs]): _done(fut.result())
     bar.close()
     failures += [dict(id=r["id"], file=r["file"], error=r["error"]) for r in results if r["status"] == "failed"]
